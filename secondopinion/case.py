@@ -1,0 +1,449 @@
+"""The case model: what a patient's situation can state, and how it becomes facts.
+
+A :class:`Case` is a frozen attrs object built and checked through one cattrs
+converter (:data:`converter`). Graded values are enums; wherever a patient may
+not know the answer the enum has an explicit ``unknown`` member, which is also
+the default. Opinions are a list: the first is the current doctor's.
+
+:func:`load_case` accepts a ``Case``, a mapping, or JSON text and raises one
+:class:`CaseError` listing every problem by path, built on
+``cattrs.transform_error``. Messages name field paths, never the values.
+
+:func:`case_facts` flattens a case into the facts the rule engine sees: one per
+aspect (``diagnosis``, ``treatment``, ``patient``, ``doctor``, ``insurance``,
+``records``, ``summary``) and one per opinion.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs import transform_error
+
+__all__ = [
+    "Access",
+    "AgeGroup",
+    "Case",
+    "CaseError",
+    "Certainty",
+    "Diagnosis",
+    "Doctor",
+    "DoctorReaction",
+    "Imaging",
+    "Insurance",
+    "Level",
+    "Opinion",
+    "OpinionMode",
+    "Patient",
+    "Records",
+    "RecordsRelease",
+    "Seriousness",
+    "Specialty",
+    "TreatmentKind",
+    "Treatment",
+    "Tri",
+    "Trust",
+    "case_facts",
+    "converter",
+    "dump_case",
+    "load_case",
+]
+
+
+class Tri(StrEnum):
+    """A yes/no answer the patient may not know."""
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+class Seriousness(StrEnum):
+    """How serious the diagnosis is."""
+
+    MINOR = "minor"
+    MODERATE = "moderate"
+    SERIOUS = "serious"
+    LIFE_THREATENING = "life_threatening"
+    UNKNOWN = "unknown"
+
+
+class Certainty(StrEnum):
+    """How sure the current diagnosis is."""
+
+    CONFIRMED = "confirmed"
+    PROBABLE = "probable"
+    UNCLEAR = "unclear"
+    UNKNOWN = "unknown"
+
+
+class Level(StrEnum):
+    """A low/moderate/high grade (risk, invasiveness)."""
+
+    LOW = "low"
+    MODERATE = "moderate"
+    HIGH = "high"
+    UNKNOWN = "unknown"
+
+
+class TreatmentKind(StrEnum):
+    """The kind of treatment proposed or recommended."""
+
+    NONE = "none"
+    WAIT_AND_SEE = "wait_and_see"
+    MEDICATION = "medication"
+    SURGERY = "surgery"
+    CHEMOTHERAPY = "chemotherapy"
+    RADIATION = "radiation"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class AgeGroup(StrEnum):
+    """Whether the patient is a child."""
+
+    CHILD = "child"
+    ADULT = "adult"
+    UNKNOWN = "unknown"
+
+
+class Trust(StrEnum):
+    """How much the patient trusts the current doctor."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    UNKNOWN = "unknown"
+
+
+class DoctorReaction(StrEnum):
+    """How the current doctor reacted to the request for another opinion."""
+
+    NOT_ASKED = "not_asked"
+    SUPPORTIVE = "supportive"
+    NEUTRAL = "neutral"
+    OBJECTS = "objects"
+    UNKNOWN = "unknown"
+
+
+class Imaging(StrEnum):
+    """Which imaging (X-ray, MRI, PET, CT) exists and in what form."""
+
+    NONE = "none"
+    FILM = "film"
+    ELECTRONIC = "electronic"
+    BOTH = "both"
+    UNKNOWN = "unknown"
+
+
+class RecordsRelease(StrEnum):
+    """Where the request for the medical records stands."""
+
+    NOT_REQUESTED = "not_requested"
+    REQUESTED = "requested"
+    RELEASED = "released"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+class Access(StrEnum):
+    """Whether the patient can reach a distant doctor."""
+
+    EASY = "easy"
+    HARD = "hard"
+    UNKNOWN = "unknown"
+
+
+class OpinionMode(StrEnum):
+    """How an opinion was given."""
+
+    IN_PERSON = "in_person"
+    REMOTE = "remote"
+    UNKNOWN = "unknown"
+
+
+class Specialty(StrEnum):
+    """The specialty of the doctor who gave an opinion."""
+
+    PRIMARY_CARE = "primary_care"
+    PEDIATRICIAN = "pediatrician"
+    PEDIATRIC_SPECIALIST = "pediatric_specialist"
+    SURGEON = "surgeon"
+    ORTHOPEDIC_SURGEON = "orthopedic_surgeon"
+    NEUROSURGEON = "neurosurgeon"
+    MEDICAL_ONCOLOGIST = "medical_oncologist"
+    RADIATION_ONCOLOGIST = "radiation_oncologist"
+    PATHOLOGIST = "pathologist"
+    RADIOLOGIST = "radiologist"
+    CARDIOLOGIST = "cardiologist"
+    NEUROLOGIST = "neurologist"
+    PHYSICAL_THERAPIST = "physical_therapist"
+    PAIN_SPECIALIST = "pain_specialist"
+    PHYSIATRIST = "physiatrist"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+def _text(value: str | None) -> str | None:
+    """Normalise free text used for comparison: trimmed, case-folded, inner spaces collapsed."""
+    if value is None:
+        return None
+    cleaned = " ".join(value.split()).casefold()
+    return cleaned or None
+
+
+class _Invalid(ValueError):
+    """A structuring failure whose message is safe to show: it never holds the value."""
+
+
+def _days(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise _Invalid("must not be negative")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Diagnosis:
+    """The current diagnosis and what is known about it."""
+
+    seriousness: Seriousness = Seriousness.UNKNOWN
+    certainty: Certainty = Certainty.UNKNOWN
+    cancer: Tri = Tri.UNKNOWN
+    cancer_type: str | None = attrs.field(default=None, converter=_text)
+    rare: Tri = Tri.UNKNOWN
+    spine: Tri = Tri.UNKNOWN
+    complex: Tri = Tri.UNKNOWN
+    suspected_misdiagnosis: Tri = Tri.UNKNOWN
+    symptoms_vague: Tri = Tri.UNKNOWN
+    tests_normal_but_problem_persists: Tri = Tri.UNKNOWN
+    doubts_about_tests: Tri = Tri.UNKNOWN
+
+
+@attrs.frozen(kw_only=True)
+class Treatment:
+    """The treatment the current doctor proposes, and where it stands."""
+
+    kind: TreatmentKind = TreatmentKind.UNKNOWN
+    risk: Level = Level.UNKNOWN
+    invasiveness: Level = Level.UNKNOWN
+    long_term: Tri = Tri.UNKNOWN
+    started: Tri = Tri.UNKNOWN
+    working: Tri = Tri.UNKNOWN
+    several_options: Tri = Tri.UNKNOWN
+    days_to_decide: int | None = attrs.field(default=None, converter=_days)
+
+
+@attrs.frozen(kw_only=True)
+class Patient:
+    """The patient: who they are and how they feel about the plan."""
+
+    age_group: AgeGroup = AgeGroup.UNKNOWN
+    wants_all_options: Tri = Tri.UNKNOWN
+    uneasy_with_plan: Tri = Tri.UNKNOWN
+    finds_asking_hard: Tri = Tri.UNKNOWN
+    travel: Access = Access.UNKNOWN
+    pays_out_of_pocket: Tri = Tri.UNKNOWN
+
+
+@attrs.frozen(kw_only=True)
+class Doctor:
+    """The relationship with the current doctor."""
+
+    trust: Trust = Trust.UNKNOWN
+    red_flags: Tri = Tri.UNKNOWN
+    told_about_second_opinion: Tri = Tri.UNKNOWN
+    reaction: DoctorReaction = DoctorReaction.UNKNOWN
+
+
+@attrs.frozen(kw_only=True)
+class Insurance:
+    """What the patient's health insurance says about second opinions."""
+
+    insured: Tri = Tri.UNKNOWN
+    covers_second_opinion: Tri = Tri.UNKNOWN
+    referral_required: Tri = Tri.UNKNOWN
+    in_network_required: Tri = Tri.UNKNOWN
+    has_own_program: Tri = Tri.UNKNOWN
+    covers_remote_opinions: Tri = Tri.UNKNOWN
+    covers_extra_tests: Tri = Tri.UNKNOWN
+
+
+@attrs.frozen(kw_only=True)
+class Records:
+    """Which medical records exist, and whether they have been released."""
+
+    pathology_report: Tri = Tri.UNKNOWN
+    operative_report: Tri = Tri.UNKNOWN
+    discharge_summary: Tri = Tri.UNKNOWN
+    imaging: Imaging = Imaging.UNKNOWN
+    biopsy_slides: Tri = Tri.UNKNOWN
+    medication_list: Tri = Tri.UNKNOWN
+    release: RecordsRelease = RecordsRelease.UNKNOWN
+
+
+@attrs.frozen(kw_only=True)
+class Opinion:
+    """One opinion obtained so far; the first in a case is the current doctor's.
+
+    ``diagnosis`` is a short label compared between opinions (case and spacing
+    are ignored); ``treatment`` is the kind of treatment the doctor recommends.
+    """
+
+    specialty: Specialty = Specialty.UNKNOWN
+    institution: str | None = attrs.field(default=None, converter=_text)
+    close_associate_of_first: Tri = Tri.UNKNOWN
+    mode: OpinionMode = OpinionMode.UNKNOWN
+    diagnosis: str | None = attrs.field(default=None, converter=_text)
+    treatment: TreatmentKind = TreatmentKind.UNKNOWN
+
+
+@attrs.frozen(kw_only=True)
+class Case:
+    """Everything a patient's situation can state; every part is optional."""
+
+    diagnosis: Diagnosis = attrs.Factory(Diagnosis)
+    treatment: Treatment = attrs.Factory(Treatment)
+    patient: Patient = attrs.Factory(Patient)
+    doctor: Doctor = attrs.Factory(Doctor)
+    insurance: Insurance = attrs.Factory(Insurance)
+    records: Records = attrs.Factory(Records)
+    opinions: tuple[Opinion, ...] = ()
+
+
+class CaseError(ValueError):
+    """A case that could not be read. ``problems`` lists every problem, each with its path.
+
+    Messages name field paths and expected types, never the values given, so
+    they are safe to log.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid case ({len(self.problems)} problem(s)):\n{lines}")
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+"""The one converter for cases: JSON-like data to :class:`Case` and back."""
+
+
+def _structure_tuple_of_opinions(value: Any, _type: Any) -> tuple[Opinion, ...]:
+    if not isinstance(value, list | tuple):
+        raise _Invalid("expected a list of opinions")
+    return tuple(converter.structure(value, list[Opinion]))
+
+
+def _structure_optional_text(value: Any, _type: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Invalid("expected text")
+    return value
+
+
+def _structure_optional_int(value: Any, _type: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("expected a whole number")
+    return _days(value)
+
+
+converter.register_structure_hook_func(lambda t: t == tuple[Opinion, ...], _structure_tuple_of_opinions)
+converter.register_structure_hook_func(lambda t: t == (str | None), _structure_optional_text)
+converter.register_structure_hook_func(lambda t: t == (int | None), _structure_optional_int)
+
+
+def _format_problem(exc: BaseException, type_: Any) -> str:
+    """Describe one cattrs failure without echoing the value (privacy)."""
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"
+    name = getattr(type_, "__name__", None) or str(type_).replace("secondopinion.case.", "")
+    choices = ""
+    if isinstance(type_, type) and issubclass(type_, StrEnum):
+        choices = " (one of: " + ", ".join(m.value for m in type_) + ")"
+    if isinstance(exc, _Invalid):
+        return f"invalid value: {exc}"
+    if type_ is not None and type_ is not Any:
+        return f"invalid value, expected {name}{choices}"
+    return "invalid value"
+
+
+def load_case(data: Case | Mapping[str, Any] | str | bytes) -> Case:
+    """Build a :class:`Case` from a Case, a mapping or JSON text; raise :class:`CaseError`."""
+    if isinstance(data, Case):
+        return data
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise CaseError([f"not valid JSON{where} @ $"]) from None
+        except RecursionError:
+            raise CaseError(["JSON nested too deeply @ $"]) from None
+    if not isinstance(data, Mapping):
+        raise CaseError(["a case must be a JSON object @ $"])
+    try:
+        return converter.structure(dict(data), Case)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            problems = transform_error(exc, path="$", format_exception=_format_problem)
+        else:
+            problems = [f"{_format_problem(exc, None)} @ $"]
+        raise CaseError(problems) from None
+    except RecursionError:
+        raise CaseError(["case nested too deeply @ $"]) from None
+
+
+def dump_case(case: Case) -> dict[str, Any]:
+    """The JSON-ready form of a case (the inverse of :func:`load_case`)."""
+    out: dict[str, Any] = converter.unstructure(case)
+    out["opinions"] = [converter.unstructure(o) for o in case.opinions]
+    return out
+
+
+def _aspect(fact_type: str, obj: Any) -> dict[str, Any]:
+    fact: dict[str, Any] = {"type": fact_type, "fid": fact_type}
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        if value is not None:
+            fact[field.name] = value.value if isinstance(value, StrEnum) else value
+    return fact
+
+
+def case_facts(case: Case) -> list[dict[str, Any]]:
+    """Flatten a case into engine facts: one per aspect and one per opinion.
+
+    Absent optional values (``None``) are left out of the fact, so rules test
+    their presence. The ``summary`` fact carries counts the rules use.
+    """
+    facts = [
+        _aspect("diagnosis", case.diagnosis),
+        _aspect("treatment", case.treatment),
+        _aspect("patient", case.patient),
+        _aspect("doctor", case.doctor),
+        _aspect("insurance", case.insurance),
+        _aspect("records", case.records),
+    ]
+    remote = sum(1 for o in case.opinions if o.mode is OpinionMode.REMOTE)
+    facts.append(
+        {
+            "type": "summary",
+            "fid": "summary",
+            "opinion_count": len(case.opinions),
+            "remote_opinion_count": remote,
+        }
+    )
+    for index, opinion in enumerate(case.opinions):
+        fact = _aspect("opinion", opinion)
+        fact["fid"] = f"opinion[{index}]"
+        fact["index"] = index
+        facts.append(fact)
+    return facts
