@@ -48,6 +48,7 @@ __all__ = [
     "Treatment",
     "Tri",
     "Trust",
+    "case_fact_types",
     "case_facts",
     "converter",
     "dump_case",
@@ -447,3 +448,33 @@ def case_facts(case: Case) -> list[dict[str, Any]]:
         fact["index"] = index
         facts.append(fact)
     return facts
+
+
+Domain = tuple[str, ...] | str
+"""An attribute's domain: its allowed values, or ``"int"`` or ``"text"``."""
+
+
+def _domains(cls: type) -> dict[str, Domain]:
+    out: dict[str, Domain] = {}
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        if isinstance(field.type, type) and issubclass(field.type, StrEnum):
+            out[field.name] = tuple(m.value for m in field.type)
+        elif field.type == (int | None):
+            out[field.name] = "int"
+        else:
+            out[field.name] = "text"
+    return out
+
+
+def case_fact_types() -> dict[str, dict[str, Domain]]:
+    """The fact types :func:`case_facts` produces, each attribute with its domain."""
+    return {
+        "diagnosis": _domains(Diagnosis),
+        "treatment": _domains(Treatment),
+        "patient": _domains(Patient),
+        "doctor": _domains(Doctor),
+        "insurance": _domains(Insurance),
+        "records": _domains(Records),
+        "summary": {"opinion_count": "int", "remote_opinion_count": "int"},
+        "opinion": {"index": "int", **_domains(Opinion)},
+    }

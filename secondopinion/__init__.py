@@ -1,0 +1,42 @@
+"""secondopinion: explainable guidance on whether, when and how to get a medical second opinion.
+
+Facts about a case run through a forward-chaining rule base on durable-rules;
+the result is typed recommendations, each with its reasons and sources.
+This is guidance about second opinions, not medical advice.
+
+    >>> import secondopinion
+    >>> advice = secondopinion.advise({"diagnosis": {"seriousness": "serious"}})
+    >>> "seek_second_opinion" in advice.kinds
+    True
+"""
+
+from .advisor import Advisor, Trace, advise, default_advisor
+from .case import Case, CaseError, case_facts, dump_case, load_case
+from .engine import ActionError, EngineError
+from .recommendations import DISCLAIMER, KINDS, Advice, Priority, Recommendation
+from .rulebook import Rule, Rulebook, RuleFileError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DISCLAIMER",
+    "KINDS",
+    "ActionError",
+    "Advice",
+    "Advisor",
+    "Case",
+    "CaseError",
+    "EngineError",
+    "Priority",
+    "Recommendation",
+    "Rule",
+    "RuleFileError",
+    "Rulebook",
+    "Trace",
+    "__version__",
+    "advise",
+    "case_facts",
+    "default_advisor",
+    "dump_case",
+    "load_case",
+]

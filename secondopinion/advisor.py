@@ -1,0 +1,180 @@
+"""From a case to Advice: facts in, engine run, recommendations out.
+
+:class:`Advisor` holds one checked rulebook and its compiled engine; it is
+safe to share between threads (the engine serialises its sessions). The
+module-level :func:`advise` uses one shared advisor on the shipped rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .case import Case, case_facts, load_case
+from .compiler import compile_rules, matches, resolve
+from .engine import Engine, Firing, SessionResult
+from .recommendations import (
+    KINDS,
+    Advice,
+    Derivation,
+    DerivedFactRecord,
+    Recommendation,
+    merge_recommendations,
+)
+from .rulebook import Example, Recommend, Rule, Rulebook
+
+__all__ = ["Advisor", "ExampleFailure", "Trace", "advise", "default_advisor"]
+
+CaseLike = Case | Mapping[str, Any] | str | bytes
+
+
+@attrs.frozen
+class Trace:
+    """Everything one run produced, before merging: for explanations and checks."""
+
+    case: Case
+    session: SessionResult
+    recommendations: tuple[Recommendation, ...]
+    suppressed: tuple[Derivation, ...]
+
+    @property
+    def fired(self) -> frozenset[str]:
+        """Ids of rules that fired (suppressed recommendations included)."""
+        return frozenset(f.rule_id for f in self.session.firings)
+
+    @property
+    def effective(self) -> frozenset[str]:
+        """Ids of rules that fired and were not held back by ``unless``."""
+        held = {d.rule_id for d in self.suppressed}
+        return frozenset(f.rule_id for f in self.session.firings if f.rule_id not in held)
+
+
+@attrs.frozen
+class ExampleFailure:
+    """A rule example that did not behave as declared."""
+
+    rule_id: str
+    file: str
+    line: int | None
+    expected: str  # "fires" or "silent"
+
+    def __str__(self) -> str:
+        verb = "fire" if self.expected == "fires" else "stay silent"
+        return f"{self.file}:{self.line}: rule {self.rule_id}: example should {verb} but did not"
+
+
+def _derivation(firing: Firing) -> Derivation:
+    return Derivation(firing.rule_id, dict(firing.matched))
+
+
+class Advisor:
+    """Advises on cases with one rulebook.
+
+    ``include_drafts`` also runs rules with status ``draft`` (retired rules
+    never run).
+    """
+
+    def __init__(self, rulebook: Rulebook | None = None, *, include_drafts: bool = False) -> None:
+        self.rulebook = rulebook if rulebook is not None else Rulebook.load()
+        self.rules: tuple[Rule, ...] = tuple(
+            r for r in self.rulebook.rules if r.status == "active" or (include_drafts and r.status == "draft")
+        )
+        self._by_id = {r.id: r for r in self.rules}
+        compiled = compile_rules(self.rules)
+        self.engine = Engine(compiled.rules, compiled.derive)
+
+    @classmethod
+    def with_packs(cls, *packs: str | Path, include_drafts: bool = False) -> Advisor:
+        """An advisor on the shipped rules plus extra rule packs (files or folders)."""
+        return cls(Rulebook.load(*packs), include_drafts=include_drafts)
+
+    def trace(self, case: CaseLike) -> Trace:
+        """Run the rules on a case and keep every detail of the run."""
+        checked = load_case(case)
+        session = self.engine.run(case_facts(checked))
+        by_fid = {f["fid"]: f for f in session.facts}
+        recs: list[Recommendation] = []
+        suppressed: list[Derivation] = []
+        for firing in session.firings:
+            rule = self._by_id.get(firing.rule_id)
+            if rule is None or not isinstance(rule.then, Recommend):
+                continue
+            if any(matches(f, u.fact, u.tests) for u in rule.unless for f in session.facts):
+                suppressed.append(_derivation(firing))
+                continue
+            bindings = {name: by_fid[fid] for name, fid in firing.matched.items()}
+            recs.append(self._recommendation(rule, rule.then, bindings, firing))
+        return Trace(checked, session, tuple(recs), tuple(suppressed))
+
+    def _recommendation(
+        self, rule: Rule, spec: Recommend, bindings: Mapping[str, Mapping[str, Any]], firing: Firing
+    ) -> Recommendation:
+        fields = {name: resolve(value, bindings) for name, value in spec.fields.items()}
+        evidence = tuple(self.rulebook.evidence[e] for e in rule.evidence)
+        return KINDS[spec.kind](
+            title=spec.title,
+            detail=spec.detail,
+            priority=spec.priority,
+            guidance=rule.guidance,
+            sources=rule.sources,
+            evidence=evidence,
+            derivation=(_derivation(firing),),
+            **fields,
+        )
+
+    def advise(self, case: CaseLike) -> Advice:
+        """Typed, ordered, merged recommendations for a case, with how each was derived."""
+        return self.advice_from(self.trace(case))
+
+    @staticmethod
+    def advice_from(trace: Trace) -> Advice:
+        """Build the Advice of a traced run."""
+        derived = tuple(
+            DerivedFactRecord(d.fid, d.type, dict(d.attributes), tuple(_derivation(f) for f in d.derivations))
+            for d in trace.session.derived
+        )
+        return Advice(
+            recommendations=merge_recommendations(trace.recommendations),
+            derived_facts=derived,
+            suppressed=trace.suppressed,
+        )
+
+    def check_examples(self, rules: Sequence[Rule] | None = None) -> list[ExampleFailure]:
+        """Run every rule's examples; return those that do not behave as declared."""
+        failures: list[ExampleFailure] = []
+        for rule in rules if rules is not None else self.rules:
+            for expected, examples in (("fires", rule.fires), ("silent", rule.silent)):
+                for example in examples:
+                    if self._fires(rule, example) != (expected == "fires"):
+                        failures.append(ExampleFailure(rule.id, rule.file, example.line, expected))
+        return failures
+
+    def _fires(self, rule: Rule, example: Example) -> bool:
+        return rule.id in self.trace(dict(example.case)).effective
+
+
+_default: Advisor | None = None
+_default_lock = threading.Lock()
+
+
+def default_advisor() -> Advisor:
+    """The shared advisor on the shipped rules (built on first use)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Advisor()
+    return _default
+
+
+def advise(case: CaseLike) -> Advice:
+    """Advise on a case (a :class:`Case`, a mapping, or JSON text) with the shipped rules.
+
+    Raises :class:`~secondopinion.case.CaseError` for a bad case. This is
+    guidance about second opinions, not medical advice.
+    """
+    return default_advisor().advise(case)

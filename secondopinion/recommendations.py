@@ -1,0 +1,523 @@
+"""Typed recommendations and the Advice that holds them.
+
+Each kind of recommendation is a frozen attrs class with the fields that kind
+needs (a deadline's days, the specialties to consult, the documents to
+gather). All share the fields of :class:`Recommendation`: a short title, a
+plain-language detail, a priority, the guidance ids and sources behind it, and
+its derivation (the rules that fired and the facts each matched).
+
+:class:`Advice` orders recommendations deterministically (priority, then kind)
+and merges duplicates: two rules recommending the same kind give one
+recommendation citing both. Advice goes through JSON and back without loss via
+:data:`advice_converter` (a cattrs union tagged by ``kind``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import attrs
+import cattrs
+from cattrs.strategies import configure_tagged_union
+
+__all__ = [
+    "DISCLAIMER",
+    "KINDS",
+    "Advice",
+    "Derivation",
+    "DerivedFactRecord",
+    "Evidence",
+    "Priority",
+    "Recommendation",
+    "SourceRef",
+    "advice_converter",
+    "merge_recommendations",
+]
+
+DISCLAIMER = (
+    "This is general guidance about getting a second opinion. It is not medical advice. "
+    "Talk with your doctors about your own care."
+)
+
+
+class Priority(StrEnum):
+    """How soon a recommendation matters; ``critical`` comes first."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Sort key: 0 for critical up to 3 for low."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
+
+
+@attrs.frozen
+class SourceRef:
+    """A place in one of the source documents: file name and section heading."""
+
+    file: str
+    section: str
+
+
+@attrs.frozen
+class Evidence:
+    """A supporting figure from the sources (E1-E4), shown with a recommendation."""
+
+    id: str
+    figure: str
+    sources: tuple[str, ...] = ()
+
+
+@attrs.frozen(hash=False)
+class Derivation:
+    """One rule firing: the rule id and, per binding name, the id of the fact it matched."""
+
+    rule_id: str
+    matched: Mapping[str, str] = attrs.field(factory=dict, converter=lambda m: dict(sorted(m.items())))
+
+
+@attrs.frozen
+class DerivedFactRecord:
+    """A fact the rules derived, with every firing that derived it."""
+
+    fid: str
+    type: str
+    attributes: Mapping[str, Any]
+    derivations: tuple[Derivation, ...]
+
+
+def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class Recommendation:
+    """What every recommendation has. Subclasses add the fields of their kind."""
+
+    kind: ClassVar[str] = "recommendation"
+
+    title: str
+    detail: str
+    priority: Priority = Priority.MEDIUM
+    guidance: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    sources: tuple[SourceRef, ...] = attrs.field(default=(), converter=_tuple)
+    evidence: tuple[Evidence, ...] = attrs.field(default=(), converter=_tuple)
+    derivation: tuple[Derivation, ...] = attrs.field(default=(), converter=_tuple)
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        """The ids of the rules that produced this recommendation, in firing order."""
+        return tuple(dict.fromkeys(d.rule_id for d in self.derivation))
+
+    @classmethod
+    def specific_fields(cls) -> tuple[attrs.Attribute[Any], ...]:
+        """The fields this kind adds to the common ones."""
+        common = {f.name for f in attrs.fields(Recommendation)}
+        return tuple(f for f in attrs.fields(cls) if f.name not in common)
+
+
+KINDS: dict[str, type[Recommendation]] = {}
+"""Every recommendation kind by its name."""
+
+
+def _kind(name: str) -> Any:
+    def register(cls: type[Recommendation]) -> type[Recommendation]:
+        cls.kind = name
+        KINDS[name] = cls
+        return cls
+
+    return register
+
+
+def _items() -> Any:
+    return attrs.field(default=(), converter=_tuple)
+
+
+@_kind("seek_second_opinion")
+@attrs.frozen(kw_only=True)
+class SeekSecondOpinion(Recommendation):
+    """Get a second opinion; ``about`` says on what (diagnosis, treatment plan)."""
+
+    about: tuple[str, ...] = _items()
+
+
+@_kind("second_opinion_optional")
+@attrs.frozen(kw_only=True)
+class SecondOpinionOptional(Recommendation):
+    """A second opinion is a free choice here, not a need."""
+
+
+@_kind("ask_about_alternatives")
+@attrs.frozen(kw_only=True)
+class AskAboutAlternatives(Recommendation):
+    """Ask about other options, such as less invasive treatment."""
+
+    ask_about: tuple[str, ...] = _items()
+
+
+@_kind("expert_review")
+@attrs.frozen(kw_only=True)
+class ExpertReview(Recommendation):
+    """Have experts review the evidence itself (tissue, images, test results)."""
+
+    reviewers: tuple[str, ...] = _items()
+
+
+@_kind("find_condition_specialist")
+@attrs.frozen(kw_only=True)
+class FindConditionSpecialist(Recommendation):
+    """Find a doctor who knows this condition or this kind of patient well."""
+
+    specialist: str = "a specialist in this condition"
+    look_beyond_local_area: bool = False
+    expect_it_to_take_time: bool = False
+
+
+@_kind("consult_specialties")
+@attrs.frozen(kw_only=True)
+class ConsultSpecialties(Recommendation):
+    """Hear from doctors of several specialties."""
+
+    specialties: tuple[str, ...] = _items()
+
+
+@_kind("get_another_opinion")
+@attrs.frozen(kw_only=True)
+class GetAnotherOpinion(Recommendation):
+    """Get one more opinion (a third, fourth...); ``opinion_number`` is which one it would be."""
+
+    opinion_number: int | None = None
+
+
+@_kind("set_deadline")
+@attrs.frozen(kw_only=True)
+class SetDeadline(Recommendation):
+    """Fix a date by which to have the opinion, so treatment is not held up.
+
+    ``decide_within_days`` is the time the doctor says there is to decide (when
+    known); ``get_opinion_within_days`` leaves about a third of it to decide,
+    at least one day.
+    """
+
+    decide_within_days: int | None = None
+    ask_doctor_how_long: bool = True
+
+    @property
+    def get_opinion_within_days(self) -> int | None:
+        """Days in which to have the second opinion, when the time to decide is known."""
+        if self.decide_within_days is None:
+            return None
+        return max(1, (self.decide_within_days * 2) // 3)
+
+
+@_kind("act_quickly")
+@attrs.frozen(kw_only=True)
+class ActQuickly(Recommendation):
+    """Book the appointment now; waiting lists are long."""
+
+    before_treatment_starts: bool = True
+
+
+@_kind("ask_for_referral")
+@attrs.frozen(kw_only=True)
+class AskForReferral(Recommendation):
+    """Who to ask for the name of a doctor."""
+
+    ask: tuple[str, ...] = _items()
+
+
+@_kind("check_credentials")
+@attrs.frozen(kw_only=True)
+class CheckCredentials(Recommendation):
+    """Check the doctor's board certification and training."""
+
+    check: tuple[str, ...] = _items()
+
+
+@_kind("choose_independent_doctor")
+@attrs.frozen(kw_only=True)
+class ChooseIndependentDoctor(Recommendation):
+    """Pick a doctor independent of the first one."""
+
+    prefer: tuple[str, ...] = _items()
+
+
+@_kind("consider_other_specialty")
+@attrs.frozen(kw_only=True)
+class ConsiderOtherSpecialty(Recommendation):
+    """Ask a doctor of another specialty that treats the same condition."""
+
+    specialties: tuple[str, ...] = _items()
+
+
+@_kind("prefer_cancer_center")
+@attrs.frozen(kw_only=True)
+class PreferCancerCenter(Recommendation):
+    """For cancer, prefer a major cancer center or an academic hospital."""
+
+    prefer: tuple[str, ...] = _items()
+
+
+@_kind("consider_remote_opinion")
+@attrs.frozen(kw_only=True)
+class ConsiderRemoteOpinion(Recommendation):
+    """Doctors far away can review the case; help with travel may exist."""
+
+    options: tuple[str, ...] = _items()
+
+
+@_kind("prefer_in_network")
+@attrs.frozen(kw_only=True)
+class PreferInNetwork(Recommendation):
+    """Pick a doctor in the insurance network to pay less."""
+
+
+@_kind("check_insurance")
+@attrs.frozen(kw_only=True)
+class CheckInsurance(Recommendation):
+    """Call the insurer first; ``questions`` are what to ask."""
+
+    questions: tuple[str, ...] = _items()
+
+
+@_kind("manage_costs")
+@attrs.frozen(kw_only=True)
+class ManageCosts(Recommendation):
+    """Ways to keep the cost down when paying yourself."""
+
+    options: tuple[str, ...] = _items()
+
+
+@_kind("gather_records")
+@attrs.frozen(kw_only=True)
+class GatherRecords(Recommendation):
+    """The records to collect and send; ``documents`` is the checklist."""
+
+    documents: tuple[str, ...] = _items()
+
+
+@_kind("send_original_materials")
+@attrs.frozen(kw_only=True)
+class SendOriginalMaterials(Recommendation):
+    """Send the slides and images themselves, not only the reports."""
+
+    items: tuple[str, ...] = _items()
+
+
+@_kind("assert_records_rights")
+@attrs.frozen(kw_only=True)
+class AssertRecordsRights(Recommendation):
+    """The patient has a right to a copy of their records."""
+
+
+@_kind("talk_to_doctor")
+@attrs.frozen(kw_only=True)
+class TalkToDoctor(Recommendation):
+    """Tell the current doctor; ``openers`` are ways to start."""
+
+    openers: tuple[str, ...] = _items()
+
+
+@_kind("handle_objection")
+@attrs.frozen(kw_only=True)
+class HandleObjection(Recommendation):
+    """What to do when the doctor objects."""
+
+    steps: tuple[str, ...] = _items()
+
+
+@_kind("prepare_questions")
+@attrs.frozen(kw_only=True)
+class PrepareQuestions(Recommendation):
+    """Learn about the condition and bring written questions."""
+
+    questions: tuple[str, ...] = _items()
+
+
+@_kind("be_seen_in_person")
+@attrs.frozen(kw_only=True)
+class BeSeenInPerson(Recommendation):
+    """Be examined in person, not only by phone or online."""
+
+
+@_kind("proceed_with_confidence")
+@attrs.frozen(kw_only=True)
+class ProceedWithConfidence(Recommendation):
+    """The opinions agree: go ahead with more confidence."""
+
+
+@_kind("resolve_conflict")
+@attrs.frozen(kw_only=True)
+class ResolveConflict(Recommendation):
+    """The opinions differ: questions that help sort it out."""
+
+    questions: tuple[str, ...] = _items()
+
+
+@_kind("ask_doctors_to_confer")
+@attrs.frozen(kw_only=True)
+class AskDoctorsToConfer(Recommendation):
+    """Ask the doctors to review the case together or talk to each other."""
+
+
+@_kind("reflect_before_more_opinions")
+@attrs.frozen(kw_only=True)
+class ReflectBeforeMoreOpinions(Recommendation):
+    """With three or more opinions, ask why you want another."""
+
+
+@_kind("decide_with_your_values")
+@attrs.frozen(kw_only=True)
+class DecideWithYourValues(Recommendation):
+    """The choice is the patient's, using facts and values."""
+
+
+@_kind("after_the_opinion")
+@attrs.frozen(kw_only=True)
+class AfterTheOpinion(Recommendation):
+    """The choices once the opinion is in."""
+
+    choices: tuple[str, ...] = _items()
+
+
+@_kind("build_trusted_team")
+@attrs.frozen(kw_only=True)
+class BuildTrustedTeam(Recommendation):
+    """Choose doctors the patient trusts and is at ease with."""
+
+
+@_kind("keep_symptom_record")
+@attrs.frozen(kw_only=True)
+class KeepSymptomRecord(Recommendation):
+    """Write down symptoms and changes over time."""
+
+
+def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Items in order, each once (by equality: some items hold dicts and cannot be hashed)."""
+    out: list[Any] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _merge_two(primary: Recommendation, other: Recommendation) -> Recommendation:
+    """Merge ``other`` into ``primary`` (same kind): union lists, keep primary's scalars."""
+    changes: dict[str, Any] = {}
+    for field in attrs.fields(type(primary)):
+        if not field.init:
+            continue
+        mine, theirs = getattr(primary, field.name), getattr(other, field.name)
+        if isinstance(mine, tuple):
+            changes[field.name] = _unique(mine + theirs)
+        elif isinstance(mine, bool):
+            changes[field.name] = mine or theirs
+        elif mine is None and theirs is not None:
+            changes[field.name] = theirs
+    return attrs.evolve(primary, **changes)
+
+
+def _sort_key(rec: Recommendation) -> tuple[int, str, str]:
+    return (rec.priority.rank, rec.kind, rec.title)
+
+
+def merge_recommendations(recs: Iterable[Recommendation]) -> tuple[Recommendation, ...]:
+    """Merge recommendations of the same kind and order them by priority, then kind.
+
+    Within a kind, the most urgent one (ties: the first produced) supplies the
+    title and detail; lists, guidance, sources and derivations are unioned.
+    """
+    by_kind: dict[str, list[Recommendation]] = {}
+    for rec in recs:
+        by_kind.setdefault(rec.kind, []).append(rec)
+    merged = []
+    for group in by_kind.values():
+        group.sort(key=lambda r: r.priority.rank)
+        result = group[0]
+        for rec in group[1:]:
+            result = _merge_two(result, rec)
+        merged.append(attrs.evolve(result, guidance=tuple(sorted(result.guidance))))
+    return tuple(sorted(merged, key=_sort_key))
+
+
+@attrs.frozen(kw_only=True)
+class Advice:
+    """The result of advising on a case: ordered, merged, typed recommendations.
+
+    ``derived_facts`` holds every fact the rules derived, each with the rule
+    firings behind it, so any recommendation can be traced back to the case.
+    ``suppressed`` names recommendations a rule would have made but that an
+    ``unless`` condition held back (kind and rule id).
+    """
+
+    recommendations: tuple[Recommendation, ...] = ()
+    derived_facts: tuple[DerivedFactRecord, ...] = ()
+    suppressed: tuple[Derivation, ...] = ()
+    disclaimer: str = DISCLAIMER
+
+    def by_kind(self, kind: str) -> Recommendation | None:
+        """The recommendation of this kind, if any."""
+        return next((r for r in self.recommendations if r.kind == kind), None)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds recommended, in order."""
+        return tuple(r.kind for r in self.recommendations)
+
+    def fact(self, fid: str) -> DerivedFactRecord | None:
+        """A derived fact by its id."""
+        return next((f for f in self.derived_facts if f.fid == fid), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form of this advice."""
+        out: dict[str, Any] = advice_converter.unstructure(self)
+        return out
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """This advice as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Advice:
+        """Rebuild advice from :meth:`to_dict` output."""
+        return advice_converter.structure(dict(data), cls)
+
+    @classmethod
+    def from_json(cls, text: str) -> Advice:
+        """Rebuild advice from :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+
+advice_converter = cattrs.Converter()
+"""Converter for Advice and recommendations: a cattrs union tagged by ``kind``."""
+
+_KIND_UNION: Any = None
+for _cls in KINDS.values():
+    _KIND_UNION = _cls if _KIND_UNION is None else _KIND_UNION | _cls
+
+configure_tagged_union(_KIND_UNION, advice_converter, tag_generator=lambda cl: cl.kind, tag_name="kind")
+_unstructure_union = advice_converter.get_unstructure_hook(_KIND_UNION)
+_structure_union = advice_converter.get_structure_hook(_KIND_UNION)
+
+
+def _unstructure_recommendation(rec: Recommendation) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": rec.kind, **_unstructure_union(rec)}
+    if isinstance(rec, SetDeadline):
+        out["get_opinion_within_days"] = rec.get_opinion_within_days
+    return out
+
+
+advice_converter.register_unstructure_hook(Recommendation, _unstructure_recommendation)
+advice_converter.register_structure_hook(Recommendation, lambda v, _t: _structure_union(v, _KIND_UNION))
+advice_converter.register_unstructure_hook(
+    Derivation, lambda d: {"rule_id": d.rule_id, "matched": dict(d.matched)}
+)
