@@ -426,12 +426,16 @@ def _merge_two(primary: Recommendation, other: Recommendation) -> Recommendation
     return attrs.evolve(primary, **changes)
 
 
-def _sort_key(rec: Recommendation) -> tuple[int, str, str]:
-    return (rec.priority.rank, rec.kind, rec.title)
+def _sort_key(rec: Recommendation) -> tuple[int, int, str]:
+    return (rec.priority.rank, list(KINDS).index(rec.kind), rec.title)
 
 
 def merge_recommendations(recs: Iterable[Recommendation]) -> tuple[Recommendation, ...]:
     """Merge recommendations of the same kind and order them by priority, then kind.
+
+    Kinds sort in the order they are declared in this module, which follows a
+    patient's path: whether to seek an opinion, timing, who, cost, records,
+    talking with the doctor, preparing, and what to do after.
 
     Within a kind, the most urgent one (ties: the first produced) supplies the
     title and detail; lists, guidance, sources and derivations are unioned.

@@ -1,0 +1,220 @@
+"""The ``secondopinion`` command line (Typer).
+
+Exit codes: 0 success; 1 findings or advice errors (an invalid case, a bad
+rule file, failing rule examples); 2 usage errors (unknown option, missing
+file). Mistakes print one clear message on stderr, never a traceback, and
+never a value from the case.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from . import __version__
+from .advisor import Advisor
+from .case import CaseError, load_case
+from .render import render
+from .rulebook import Rule, Rulebook, RuleFileError
+from .schema import schema_for
+
+app = typer.Typer(
+    name="secondopinion",
+    help="Guidance on whether, when and how to get a medical second opinion. Guidance, not medical advice.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class AdviceFormat(str, Enum):
+    """Output formats of ``advise``."""
+
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+class ListFormat(str, Enum):
+    """Output formats of listings."""
+
+    text = "text"
+    json = "json"
+
+
+class SchemaName(str, Enum):
+    """The schemas ``schema`` can print."""
+
+    case = "case"
+    rules = "rules"
+
+
+RulesOption = Annotated[
+    list[Path] | None,
+    typer.Option("--rules", help="Extra rule file or folder to load beside the shipped rules (repeatable)."),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a message on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def read_input(path: Path) -> str:
+    """The text of a file, or of standard input for ``-``; exit 2 when it cannot be read."""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fail(f"no such file: {path}", 2)
+    except IsADirectoryError:
+        fail(f"is a folder, not a file: {path}", 2)
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text", 1)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", 2)
+
+
+def load_rulebook(extra: list[Path] | None) -> Rulebook:
+    """The shipped rules plus extra packs; exit 1 with every problem on a bad rule file."""
+    for path in extra or []:
+        if not path.exists():
+            fail(f"no such rule file or folder: {path}", 2)
+    try:
+        return Rulebook.load(*(extra or []))
+    except RuleFileError as exc:
+        fail(str(exc), 1)
+
+
+def make_advisor(extra: list[Path] | None) -> Advisor:
+    """An advisor on the shipped rules plus extra packs (the default one when there are none)."""
+    if not extra:
+        from .advisor import default_advisor
+
+        try:
+            return default_advisor()
+        except RuleFileError as exc:
+            fail(str(exc), 1)
+    return Advisor(load_rulebook(extra))
+
+
+def load_case_file(path: Path) -> Any:
+    """Read and check a case file; exit 1 listing every problem by path."""
+    text = read_input(path)
+    try:
+        return load_case(text)
+    except CaseError as exc:
+        fail(f"{path}: {exc}", 1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Guidance on whether, when and how to get a medical second opinion."""
+
+
+@app.command()
+def advise(
+    case: Annotated[Path, typer.Argument(help="Case file (JSON), or - for standard input.")],
+    fmt: Annotated[AdviceFormat, typer.Option("--format", "-f", help="Output format.")] = AdviceFormat.text,
+    rules: RulesOption = None,
+    color: Annotated[
+        bool | None, typer.Option("--color/--no-color", help="Colour the text output (default: when a terminal).")
+    ] = None,
+) -> None:
+    """Advise on a case: recommendations with their reasons and sources."""
+    advisor = make_advisor(rules)
+    checked = load_case_file(case)
+    advice = advisor.advise(checked)
+    use_color = sys.stdout.isatty() if color is None else color
+    typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color), nl=False)
+
+
+def _rule_summary(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "title": rule.title,
+        "status": rule.status,
+        "version": rule.version,
+        "topic": rule.topic,
+        "guidance": list(rule.guidance),
+        "evidence": list(rule.evidence),
+        "tensions": list(rule.tensions),
+        "sources": [{"file": s.file, "section": s.section} for s in rule.sources],
+        "last_reviewed": rule.last_reviewed,
+        "derives": rule.derives,
+        "recommends": rule.recommends,
+        "consumes": list(rule.consumes),
+        "file": rule.file,
+        "line": rule.line,
+        "rationale": rule.rationale,
+    }
+
+
+@app.command("rules")
+def rules_command(
+    rule_id: Annotated[str | None, typer.Argument(help="Show one rule by id.")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    rules: RulesOption = None,
+) -> None:
+    """List the rules (or show one) with their guidance ids and sources."""
+    book = load_rulebook(rules)
+    selected = list(book.rules)
+    if rule_id is not None:
+        try:
+            selected = [book.rule(rule_id)]
+        except KeyError:
+            fail(f"no rule with id {rule_id!r}", 1)
+    if fmt is ListFormat.json:
+        payload: Any = [_rule_summary(r) for r in selected]
+        typer.echo(json.dumps(payload[0] if rule_id else payload, indent=2))
+        return
+    for rule in selected:
+        then = f"derives {rule.derives}" if rule.derives else f"recommends {rule.recommends}"
+        typer.echo(f"{rule.id}  [{rule.status}]  {rule.title}")
+        typer.echo(f"    {then}; guidance {', '.join(rule.guidance)}; {rule.file}:{rule.line}")
+        if rule_id is not None:
+            typer.echo(f"    rationale: {rule.rationale}")
+            for src in rule.sources:
+                typer.echo(f"    source: {src.file} - {src.section}")
+
+
+@app.command()
+def check(rules: RulesOption = None) -> None:
+    """Load the rule files and run every rule's examples; exit 1 on any problem."""
+    book = load_rulebook(rules)
+    advisor = Advisor(book, include_drafts=True)
+    failures = advisor.check_examples()
+    for failure in failures:
+        typer.echo(str(failure), err=True)
+    examples = sum(len(r.fires) + len(r.silent) for r in advisor.rules)
+    typer.echo(f"{len(book.rules)} rules, {examples} examples, {len(failures)} failing")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")]) -> None:
+    """Print a JSON Schema (2020-12): the case format or the rule file format."""
+    typer.echo(json.dumps(schema_for(name.value), indent=2))
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
