@@ -411,6 +411,12 @@ def _read(path: Path, display: str, out: _Collector) -> _Map | None:
         for error in errors:
             path = list(error.absolute_path)
             rule_id = _rule_id_at(data, path)
+            if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                known = set(error.schema.get("properties", {}))
+                for key in sorted(k for k in error.instance if k not in known):
+                    where = "/".join(map(str, path)) or "(top level)"
+                    out.add(display, _line_of(data, [*path, key]), rule_id, f"unknown key {key!r} at {where}")
+                continue
             out.add(display, _line_of(data, path), rule_id, _schema_message(error))
         return None
     return data
@@ -427,8 +433,6 @@ def _rule_id_at(data: Any, path: Sequence[Any]) -> str | None:
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-    if error.validator == "additionalProperties":
-        return f"unknown key at {where}: {error.message}"
     if error.validator == "oneOf":
         return f"invalid value at {where}: not a value, a list of values, a reference or one operator"
     return f"invalid at {where}: {error.message}"

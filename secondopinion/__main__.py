@@ -1,0 +1,5 @@
+"""``python -m secondopinion``: the command line."""
+
+from .cli import main
+
+main()
