@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 import cattrs
@@ -77,12 +77,16 @@ class Evidence:
     sources: tuple[str, ...] = ()
 
 
+def _sorted_dict(mapping: Mapping[str, str]) -> dict[str, str]:
+    return dict(sorted(mapping.items()))
+
+
 @attrs.frozen(hash=False)
 class Derivation:
     """One rule firing: the rule id and, per binding name, the id of the fact it matched."""
 
     rule_id: str
-    matched: Mapping[str, str] = attrs.field(factory=dict, converter=lambda m: dict(sorted(m.items())))
+    matched: Mapping[str, str] = attrs.field(factory=dict, converter=_sorted_dict)
 
 
 @attrs.frozen
@@ -508,7 +512,13 @@ _KIND_UNION: Any = None
 for _cls in KINDS.values():
     _KIND_UNION = _cls if _KIND_UNION is None else _KIND_UNION | _cls
 
-configure_tagged_union(_KIND_UNION, advice_converter, tag_generator=lambda cl: cl.kind, tag_name="kind")
+
+
+def _tag(cls: type) -> str:
+    return cast("type[Recommendation]", cls).kind
+
+
+configure_tagged_union(_KIND_UNION, advice_converter, tag_generator=_tag, tag_name="kind")
 _unstructure_union = advice_converter.get_unstructure_hook(_KIND_UNION)
 _structure_union = advice_converter.get_structure_hook(_KIND_UNION)
 
@@ -522,6 +532,4 @@ def _unstructure_recommendation(rec: Recommendation) -> dict[str, Any]:
 
 advice_converter.register_unstructure_hook(Recommendation, _unstructure_recommendation)
 advice_converter.register_structure_hook(Recommendation, lambda v, _t: _structure_union(v, _KIND_UNION))
-advice_converter.register_unstructure_hook(
-    Derivation, lambda d: {"rule_id": d.rule_id, "matched": dict(d.matched)}
-)
+advice_converter.register_unstructure_hook(Derivation, lambda d: {"rule_id": d.rule_id, "matched": dict(d.matched)})

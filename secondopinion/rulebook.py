@@ -120,13 +120,9 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | bool):
-            raise yaml.constructor.ConstructorError(
-                None, None, "mapping keys must be plain words", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, "mapping keys must be plain words", key_node.start_mark)
         if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         out[str(key)] = loader.construct_object(value_node, deep=True)
         out.key_lines[str(key)] = key_node.start_mark.line + 1
     return out
@@ -375,9 +371,9 @@ class _Collector:
         self.problems.append(RuleProblem(file, line, rule_id, message))
 
 
-def _read(path: Path, display: str, out: _Collector) -> _Map | None:
+def _read(file: Path, display: str, out: _Collector) -> _Map | None:
     try:
-        raw = path.read_bytes()
+        raw = file.read_bytes()
     except OSError as exc:
         out.add(display, None, None, f"cannot read file ({exc.strerror or 'error'})")
         return None
@@ -391,8 +387,8 @@ def _read(path: Path, display: str, out: _Collector) -> _Map | None:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        out.add(display, line, None, f"YAML syntax error: {exc.problem or exc.context}")
+        at = mark.line + 1 if mark else None
+        out.add(display, at, None, f"YAML syntax error: {exc.problem or exc.context}")
         return None
     except yaml.YAMLError as exc:
         out.add(display, None, None, f"YAML error: {type(exc).__name__}")
@@ -409,7 +405,7 @@ def _read(path: Path, display: str, out: _Collector) -> _Map | None:
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         for error in errors:
-            path = list(error.absolute_path)
+            path: list[Any] = list(error.absolute_path)
             rule_id = _rule_id_at(data, path)
             if error.validator == "additionalProperties" and isinstance(error.instance, dict):
                 known = set(error.schema.get("properties", {}))
@@ -544,7 +540,12 @@ def _build(files: Sequence[Path]) -> Rulebook:
         for i, pair in enumerate(data.get("incompatible_kinds", [])):
             for kind in pair:
                 if kind not in KINDS:
-                    out.add(display, _line_of(data, ["incompatible_kinds", i]), None, f"unknown recommendation kind {kind!r}")
+                    out.add(
+                        display,
+                        _line_of(data, ["incompatible_kinds", i]),
+                        None,
+                        f"unknown recommendation kind {kind!r}",
+                    )
             incompatible.append((pair[0], pair[1]))
 
     for display, data in loaded:
@@ -642,7 +643,9 @@ class _RuleChecker:
                 problem(["when", i, "fact"], f"unknown fact type {fact!r}")
                 bound[pat["bind"]] = fact
                 continue
-            tests = self._where(pat.get("where", {}), fact, bound, lambda p, m, i=i: problem(["when", i, "where", *p], m))
+            tests = self._where(
+                pat.get("where", {}), fact, bound, lambda p, m, i=i: problem(["when", i, "where", *p], m)
+            )
             patterns.append(Pattern(pat["bind"], fact, tests))
             bound[pat["bind"]] = fact
 
@@ -652,14 +655,19 @@ class _RuleChecker:
             if fact not in self.fact_types:
                 problem(["unless", i, "fact"], f"unknown fact type {fact!r}")
                 continue
-            tests = self._where(item.get("where", {}), fact, {}, lambda p, m, i=i: problem(["unless", i, "where", *p], m))
+            tests = self._where(
+                item.get("where", {}), fact, {}, lambda p, m, i=i: problem(["unless", i, "where", *p], m)
+            )
             unless.append(Unless(fact, tests))
 
         then_raw = raw["then"]
         then: Derive | Recommend
         if "derive" in then_raw:
             if unless:
-                problem(["unless"], "'unless' is only allowed on rules that recommend (derived facts must not depend on absence)")
+                problem(
+                    ["unless"],
+                    "'unless' is only allowed on rules that recommend (derived facts must not depend on absence)",
+                )
             spec = then_raw["derive"]
             fact = spec["fact"]
             values: dict[str, Value] = {}
@@ -723,7 +731,9 @@ class _RuleChecker:
             topic=topic,
         )
 
-    def _examples(self, items: Sequence[Any], path: list[Any], problem: Any, data: _Map, base: list[Any], file: str) -> tuple[Example, ...]:
+    def _examples(
+        self, items: Sequence[Any], path: list[Any], problem: Any, data: _Map, base: list[Any], file: str
+    ) -> tuple[Example, ...]:
         out = []
         for i, item in enumerate(items):
             try:
@@ -804,7 +814,9 @@ class _RuleChecker:
             return Ref(binding, other_attr, add)
         return self._literal(value, domain, fact, attr, bad)
 
-    def _field_value(self, value: Any, field: attrs.Attribute[Any], bound: Mapping[str, str], bad: Any) -> Value | tuple[str, ...]:
+    def _field_value(
+        self, value: Any, field: attrs.Attribute[Any], bound: Mapping[str, str], bad: Any
+    ) -> Value | tuple[str, ...]:
         ftype = str(field.type)
         if isinstance(value, list):
             if not ftype.startswith("tuple"):

@@ -31,7 +31,7 @@ def _field_schema(field: attrs.Attribute[Any]) -> dict[str, Any]:
         doc = {"type": ["string", "null"]}
     elif ftype == tuple[Opinion, ...]:
         doc = {"type": "array", "items": {"$ref": "#/$defs/Opinion"}}
-    elif attrs.has(ftype):
+    elif ftype is not None and attrs.has(ftype):
         doc = {"$ref": f"#/$defs/{ftype.__name__}"}
     else:  # pragma: no cover - the case model has no other field types
         raise TypeError(f"no schema for field {field.name}")
@@ -57,7 +57,7 @@ def case_schema() -> dict[str, Any]:
     """The JSON Schema of a case, generated from the case model."""
     defs = {}
     for field in attrs.fields(attrs.resolve_types(Case)):
-        if attrs.has(field.type):
+        if field.type is not None and attrs.has(field.type):
             defs[field.type.__name__] = _object_schema(field.type)
     defs["Opinion"] = _object_schema(Opinion)
     schema = {

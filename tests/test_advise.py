@@ -139,10 +139,23 @@ def test_order_is_priority_then_kind_and_deterministic() -> None:
 
 
 def test_merge_keeps_most_urgent_title_and_unions_lists() -> None:
-    low = SendOriginalMaterials(title="low", detail="d", priority=Priority.LOW, items=("a",), guidance=("G36",),
-                                derivation=(Derivation("R2", {"x": "records"}),))
-    high = SendOriginalMaterials(title="high", detail="d", priority=Priority.HIGH, items=("b", "a"), guidance=("G35",),
-                                 sources=(SourceRef("f", "s"),), derivation=(Derivation("R1", {"x": "records"}),))
+    low = SendOriginalMaterials(
+        title="low",
+        detail="d",
+        priority=Priority.LOW,
+        items=("a",),
+        guidance=("G36",),
+        derivation=(Derivation("R2", {"x": "records"}),),
+    )
+    high = SendOriginalMaterials(
+        title="high",
+        detail="d",
+        priority=Priority.HIGH,
+        items=("b", "a"),
+        guidance=("G35",),
+        sources=(SourceRef("f", "s"),),
+        derivation=(Derivation("R1", {"x": "records"}),),
+    )
     (merged,) = merge_recommendations([low, high])
     assert merged.title == "high" and merged.priority is Priority.HIGH
     assert merged.items == ("b", "a")  # type: ignore[attr-defined]
@@ -164,13 +177,16 @@ def test_advice_json_round_trip_is_lossless(path: Path) -> None:
 def test_cli_advise_json_on_the_conflict_example_goes_through_the_join() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "secondopinion", "advise", str(CONFLICT), "--format", "json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     data = json.loads(out.stdout)
     conflict_fids = {f["fid"] for f in data["derived_facts"] if f["type"] == "opinions_conflict"}
     assert conflict_fids
     through_join = [
-        r["kind"] for r in data["recommendations"]
+        r["kind"]
+        for r in data["recommendations"]
         if any(set(d["matched"].values()) & conflict_fids for d in r["derivation"])
     ]
     assert "resolve_conflict" in through_join

@@ -82,7 +82,15 @@ def test_case_facts_one_per_aspect_and_one_per_opinion() -> None:
     facts = case_facts(case)
     fids = [f["fid"] for f in facts]
     assert fids == [
-        "diagnosis", "treatment", "patient", "doctor", "insurance", "records", "summary", "opinion[0]", "opinion[1]",
+        "diagnosis",
+        "treatment",
+        "patient",
+        "doctor",
+        "insurance",
+        "records",
+        "summary",
+        "opinion[0]",
+        "opinion[1]",
     ]
     summary = facts[6]
     assert summary["opinion_count"] == 2 and summary["remote_opinion_count"] == 1
@@ -119,8 +127,9 @@ def test_schema_and_loader_both_reject_bad_cases(bad: dict[str, object]) -> None
 
 
 def test_schema_command_prints_the_case_schema(capsys: pytest.CaptureFixture[str]) -> None:
-    from secondopinion.cli import app
     from typer.testing import CliRunner
+
+    from secondopinion.cli import app
 
     result = CliRunner().invoke(app, ["schema", "case"])
     assert result.exit_code == 0

@@ -156,9 +156,7 @@ def test_active_rule_without_examples_is_refused(tmp_path: Path) -> None:
 
 
 def test_references_must_point_to_earlier_bindings(tmp_path: Path) -> None:
-    text = GOOD_RULE.replace(
-        "where: {seriousness: serious}", "where: {seriousness: {ref: later.seriousness}}"
-    )
+    text = GOOD_RULE.replace("where: {seriousness: serious}", "where: {seriousness: {ref: later.seriousness}}")
     (problem,) = load_error(write(tmp_path, text)).problems
     assert "no earlier pattern binds" in problem.message
 
@@ -198,7 +196,10 @@ def test_every_error_is_collected_not_only_the_first(tmp_path: Path) -> None:
     two = write(tmp_path, GOOD_RULE.replace("PACK-SERIOUS", "PACK-OTHER").replace("[G01]", "[G77]"), "b.yaml")
     with pytest.raises(RuleFileError) as info:
         Rulebook.load(one, two)
-    assert {(Path(p.file).name, p.rule_id) for p in info.value.problems} == {("a.yaml", "PACK-SERIOUS"), ("b.yaml", "PACK-OTHER")}
+    assert {(Path(p.file).name, p.rule_id) for p in info.value.problems} == {
+        ("a.yaml", "PACK-SERIOUS"),
+        ("b.yaml", "PACK-OTHER"),
+    }
 
 
 def test_rule_model_exposes_what_it_derives_and_recommends() -> None:

@@ -114,7 +114,14 @@ def render_markdown(advice: Advice, rulebook: Rulebook | None = None) -> str:
     if not advice.recommendations:
         lines.append("No recommendation for this case.")
     for rec in advice.recommendations:
-        lines += [f"## {rec.title}", "", f"**Priority:** {rec.priority.value} · **Kind:** `{rec.kind}`", "", rec.detail, ""]
+        lines += [
+            f"## {rec.title}",
+            "",
+            f"**Priority:** {rec.priority.value} · **Kind:** `{rec.kind}`",
+            "",
+            rec.detail,
+            "",
+        ]
         for label, value in details(rec):
             lines.append(f"- **{label}:** {value}")
         for ev in rec.evidence:
@@ -139,4 +146,3 @@ def render(advice: Advice, fmt: Format = "text", rulebook: Rulebook | None = Non
     if fmt == "markdown":
         return render_markdown(advice, rulebook)
     return render_text(advice, rulebook, color=color)
-
