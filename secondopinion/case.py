@@ -198,6 +198,10 @@ def _text(value: str | None) -> str | None:
     return cleaned or None
 
 
+MAX_TEXT_LENGTH = 500
+"""Longest free text a case field may hold (a label, not a report)."""
+
+
 class _Invalid(ValueError):
     """A structuring failure whose message is safe to show: it never holds the value."""
 
@@ -344,6 +348,8 @@ def _structure_optional_text(value: Any, _type: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Invalid("expected text")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise _Invalid(f"text longer than {MAX_TEXT_LENGTH} characters")
     return value
 
 

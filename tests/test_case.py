@@ -140,3 +140,10 @@ def test_case_is_frozen() -> None:
     case = Case()
     with pytest.raises(AttributeError):
         case.diagnosis = None  # type: ignore[misc]
+
+
+def test_free_text_has_a_length_limit_reported_by_path() -> None:
+    with pytest.raises(CaseError) as info:
+        load_case({"opinions": [{"institution": "x" * 501}]})
+    assert info.value.problems == ("invalid value: text longer than 500 characters @ $.opinions[0].institution",)
+    assert load_case({"opinions": [{"institution": "x" * 500}]}).opinions[0].institution == "x" * 500
