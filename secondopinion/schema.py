@@ -12,10 +12,11 @@ from typing import Any
 
 import attrs
 
+from .advice_schema import advice_schema
 from .case import Case, Opinion
 from .rulebook import rules_schema
 
-__all__ = ["case_schema", "rules_schema", "schema_for"]
+__all__ = ["advice_schema", "case_schema", "rules_schema", "schema_for"]
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -71,9 +72,11 @@ def case_schema() -> dict[str, Any]:
 
 
 def schema_for(name: str) -> dict[str, Any]:
-    """A schema by name: ``case`` or ``rules``."""
+    """A schema by name: ``case``, ``advice`` or ``rules``."""
     if name == "case":
         return case_schema()
+    if name == "advice":
+        return advice_schema()
     if name == "rules":
         return rules_schema()
     raise KeyError(name)
