@@ -8,6 +8,7 @@ never a value from the case.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from enum import Enum
@@ -206,6 +207,55 @@ def check(rules: RulesOption = None) -> None:
     examples = sum(len(r.fires) + len(r.silent) for r in advisor.rules)
     typer.echo(f"{len(book.rules)} rules, {examples} examples, {len(failures)} failing")
     if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def batch(
+    source: Annotated[Path, typer.Argument(help="Cases as JSON Lines (one case per line), or - for standard input.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Advice as JSON Lines, in input order (- for stdout).")],
+    errors: Annotated[
+        Path | None,
+        typer.Option("--errors", "-e", help="Bad records with line number and reason [default: OUT.errors.jsonl]."),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Processes to use; 0 means every core.")] = 0,
+    rules: RulesOption = None,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: when stderr is a terminal).")
+    ] = None,
+) -> None:
+    """Advise on many cases in parallel; every bad record goes to the errors file (exit 1 if any)."""
+    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files
+
+    if str(source) != "-" and not source.is_file():
+        fail(f"no such file: {source}", 2)
+    if errors is None:
+        if str(out) == "-":
+            fail("--errors is required when --out is -", 2)
+        errors = out.with_suffix(".errors.jsonl")
+    if str(out) != "-" and errors.resolve() == out.resolve():
+        fail("--errors must not be the --out file", 2)
+    for path in (rules or []):
+        if not path.exists():
+            fail(f"no such rule file or folder: {path}", 2)
+    show = sys.stderr.isatty() if progress is None else progress
+    size = source.stat().st_size if str(source) != "-" else None
+    spec = AdvisorSpec(rules or ())
+    try:
+        with TerminalProgress(size) if show else contextlib.nullcontext() as bar:
+            summary = batch_files(source, out, errors, workers=workers or None, spec=spec, progress=bar)
+    except RuleFileError as exc:
+        fail(str(exc), 1)
+    except BatchError as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"cannot read or write a file: {exc.strerror or type(exc).__name__}", 2)
+    skipped = f"; {summary.blank_lines} blank line(s) skipped" if summary.blank_lines else ""
+    where = f" (see {errors})" if summary.errors else ""
+    typer.echo(
+        f"{summary.records} records: {summary.results} advised, {summary.errors} errors{where}{skipped}", err=True
+    )
+    if summary.errors:
         raise typer.Exit(1)
 
 
