@@ -107,8 +107,8 @@ def _object(cls: type, *, kind: str | None = None, extra: Mapping[str, dict[str,
 @cache
 def _schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
-    for cls in (SourceRef, Evidence, Derivation, DerivedFactRecord):
-        defs[cls.__name__] = _object(cls)
+    for part in (SourceRef, Evidence, Derivation, DerivedFactRecord):
+        defs[part.__name__] = _object(part)
     for kind, cls in KINDS.items():
         defs[cls.__name__] = _object(cls, kind=kind, extra=_COMPUTED.get(cls))
     defs["Recommendation"] = {
