@@ -17,11 +17,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 import cattrs
 from cattrs.strategies import configure_tagged_union
+
+if TYPE_CHECKING:
+    from .explain import Explanation
+    from .rulebook import Rulebook
 
 __all__ = [
     "DISCLAIMER",
@@ -484,6 +488,17 @@ class Advice:
     def fact(self, fid: str) -> DerivedFactRecord | None:
         """A derived fact by its id."""
         return next((f for f in self.derived_facts if f.fid == fid), None)
+
+    def explain(
+        self, recommendation: Recommendation | str, *, rulebook: Rulebook | None = None, case: Any = None
+    ) -> Explanation:
+        """The derivation tree of one recommendation (or kind): see :func:`secondopinion.explain.explain`.
+
+        ``rulebook`` defaults to the shipped rules; ``case`` adds the case's values to each check.
+        """
+        from .explain import explain  # the explain module builds on this one
+
+        return explain(self, recommendation, rulebook=rulebook, case=case)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form of this advice."""
