@@ -39,6 +39,7 @@ class AdviceFormat(str, Enum):
     text = "text"
     markdown = "markdown"
     json = "json"
+    cds_hooks = "cds-hooks"
 
 
 class ListFormat(str, Enum):
@@ -52,6 +53,7 @@ class SchemaName(str, Enum):
     """The schemas ``schema`` can print."""
 
     case = "case"
+    advice = "advice"
     rules = "rules"
 
 
@@ -143,6 +145,11 @@ def advise(
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
+    if fmt is AdviceFormat.cds_hooks:
+        from .cds_hooks import cards
+
+        typer.echo(json.dumps(cards(advice, advisor.rulebook), indent=2, ensure_ascii=False))
+        return
     use_color = sys.stdout.isatty() if color is None else color
     typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color), nl=False)
 
@@ -261,8 +268,34 @@ def batch(
 
 @app.command()
 def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")]) -> None:
-    """Print a JSON Schema (2020-12): the case format or the rule file format."""
+    """Print a JSON Schema (2020-12): the case format, the advice format or the rule file format."""
     typer.echo(json.dumps(schema_for(name.value), indent=2))
+
+
+class FhirVersionName(str, Enum):
+    """FHIR versions the service reads prefetch data in."""
+
+    R4B = "R4B"
+    R5 = "R5"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    fhir_version: Annotated[
+        FhirVersionName, typer.Option("--fhir-version", help="FHIR version of prefetch data (R4B also reads R4).")
+    ] = FhirVersionName.R4B,
+    rules: RulesOption = None,
+) -> None:
+    """Run the CDS Hooks service: GET /cds-services, POST /cds-services/second-opinion (service extra)."""
+    try:
+        from .service import serve as run_service
+    except ImportError:
+        fail("serve needs the service extra: pip install 'secondopinion[service]'", 1)
+    advisor = make_advisor(rules)
+    typer.echo(f"CDS Hooks service at http://{host}:{port}/cds-services (Ctrl+C stops it)", err=True)
+    run_service(advisor, host=host, port=port, fhir_version=fhir_version.value)
 
 
 def main() -> None:

@@ -45,15 +45,15 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal, cast
 
 import attrs
 import pydantic
 
 from .case import Case, CaseError, load_case
+from .cds_hooks import KIND_SYSTEM, RULES_URL, rule_url
 from .recommendations import Advice, Priority, Recommendation, SetDeadline
-from .rulebook import Rule, Rulebook, default_rules_path
+from .rulebook import Rule, Rulebook
 
 try:
     from fhir.resources import get_fhir_model_class as _r5_class
@@ -72,17 +72,10 @@ __all__ = [
     "case_from_bundle",
     "case_from_prefetch",
     "guidance_response",
-    "rule_url",
 ]
 
 FhirVersion = Literal["R4B", "R5"]
 FHIR_VERSIONS: tuple[FhirVersion, ...] = ("R4B", "R5")
-
-REPO_URL = "https://github.com/secondopinion/secondopinion"
-"""Where the project, its rule files and its docs live."""
-RULES_URL = f"{REPO_URL}/tree/main/rules"
-KIND_SYSTEM = f"{REPO_URL}/blob/main/docs/interop.md#recommendation-kinds"
-"""The code system of recommendation kinds (CDS Hooks card topics, FHIR action codes)."""
 
 ADULT_AGE = 18
 SNOMED = "http://snomed.info/sct"
@@ -571,21 +564,6 @@ def case_from_prefetch(
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def rule_url(rule: Rule) -> str | None:
-    """A link to a shipped rule in the repository (file and line); None for rules from other packs."""
-    path = Path(rule.file)
-    if not path.is_absolute():
-        path = Path.cwd() / path
-    try:
-        shipped = path.resolve().parent == default_rules_path().resolve()
-    except OSError:  # pragma: no cover - a vanished working directory
-        shipped = False
-    if not shipped:
-        return None
-    anchor = f"#L{rule.line}" if rule.line else ""
-    return f"{REPO_URL}/blob/main/rules/{path.name}{anchor}"
 
 
 def _rules_of(rec: Recommendation, rulebook: Rulebook) -> list[Rule]:
