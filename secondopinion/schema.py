@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .advice_schema import advice_schema
-from .case import Case, Opinion
+from .case import MAX_TEXT_LENGTH, Case, Opinion
 from .rulebook import rules_schema
 
 __all__ = ["advice_schema", "case_schema", "rules_schema", "schema_for"]
@@ -29,7 +29,7 @@ def _field_schema(field: attrs.Attribute[Any]) -> dict[str, Any]:
     elif ftype == (int | None):
         doc = {"type": ["integer", "null"], "minimum": 0}
     elif ftype == (str | None):
-        doc = {"type": ["string", "null"]}
+        doc = {"type": ["string", "null"], "maxLength": MAX_TEXT_LENGTH}
     elif ftype == tuple[Opinion, ...]:
         doc = {"type": "array", "items": {"$ref": "#/$defs/Opinion"}}
     elif ftype is not None and attrs.has(ftype):
