@@ -17,14 +17,13 @@ from typing import Any
 import attrs
 import pytest
 import yaml
+from casegen import random_case
 from jsonschema import Draft202012Validator
 
 import secondopinion
 from secondopinion import Advice, CaseError, load_case
 from secondopinion.recommendations import KINDS, Derivation, SourceRef
 from secondopinion.schema import schema_for
-
-from casegen import random_case
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "docs" / "schemas"
