@@ -1,0 +1,504 @@
+"""Benchmark of secondopinion: advise() latency, overhead over raw durable-rules, batch throughput, memory.
+
+Run from the repository root::
+
+    python tests/benchmarks/bench_advise.py            # full run, several minutes
+    python tests/benchmarks/bench_advise.py --quick    # smaller counts, about a minute
+    python tests/benchmarks/bench_advise.py --json results.json
+
+It prints, from one run:
+
+* the machine (CPU model, cores, Python, durable-rules version, rule count);
+* ``advise()`` p50 / p95 per case on the full shipped rule base, over varied generated cases;
+* the same facts posted to raw durable-rules with the same registered rule set and no-op actions,
+  and our ratio to it (plus a raw run whose actions assert the derived facts, i.e. the least any
+  adapter must do to chain rules, so the ratio can be read both ways);
+* a plain-Python reference implementation of a subset of the decisions (the floor), with its
+  agreement with the engine on that subset;
+* batch throughput in cases per second, one process and every core;
+* RSS after 10,000 and after 200,000 cases (in a fresh process);
+* with the ``dask`` extra, advise_bag on a LocalCluster with 1 and with 2 worker processes.
+
+Not collected by pytest (tests/benchmarks/conftest.py ignores this folder); no timing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: the case generator
+sys.path.insert(0, str(HERE))  # the reference implementation
+
+from casegen import random_cases  # noqa: E402
+from reference import SUBSET, decide  # noqa: E402
+
+import secondopinion  # noqa: E402
+import secondopinion.engine as engine_module  # noqa: E402
+from secondopinion.batch import available_cores, run_batch  # noqa: E402
+
+# durable itself, reached through the adapter (engine.py stays the only module importing it).
+durable: Any = engine_module._durable
+
+SEED = 20261122
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def percentile(sorted_ns: Sequence[int], q: float) -> float:
+    """The q-quantile (0..1) of sorted nanosecond timings, in milliseconds (nearest rank)."""
+    index = min(len(sorted_ns) - 1, max(0, round(q * len(sorted_ns)) - 1))
+    return sorted_ns[index] / 1e6
+
+
+def summarise(ns: list[int]) -> dict[str, float]:
+    """p50, p95, p99 and mean of per-case timings, in milliseconds."""
+    ns = sorted(ns)
+    return {
+        "p50_ms": percentile(ns, 0.50),
+        "p95_ms": percentile(ns, 0.95),
+        "p99_ms": percentile(ns, 0.99),
+        "mean_ms": statistics.fmean(ns) / 1e6,
+        "n": len(ns),
+    }
+
+
+def time_each(fn: Callable[[Any], Any], items: Sequence[Any], rounds: int) -> list[int]:
+    """Per-item wall time of ``fn`` in nanoseconds, over ``rounds`` passes, GC disabled during a pass."""
+    out: list[int] = []
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        gc.collect()
+        gc.disable()
+        try:
+            for item in items:
+                start = clock()
+                fn(item)
+                out.append(clock() - start)
+        finally:
+            gc.enable()
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """What this ran on."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    advisor = secondopinion.default_advisor()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cores": available_cores(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "durable_rules": importlib.metadata.version("durable-rules"),
+        "secondopinion": secondopinion.__version__,
+        "commit": commit,
+        "active_rules": len(advisor.rules),
+        "engine_rules": len(captured_definitions()),
+    }
+
+
+# --------------------------------------------------------------------------- raw durable-rules
+
+
+_captured: dict[str, Any] = {}
+
+
+def captured_definitions() -> dict[str, Any]:
+    """The exact rule set the default advisor's Engine registered with durable (its rules plus internal ones)."""
+    if not _captured:
+        original = engine_module._Host.register_rulesets
+
+        def spy(host: Any, definitions: Mapping[str, Any]) -> Any:
+            _captured.update(copy.deepcopy(dict(definitions)))
+            return original(host, definitions)
+
+        engine_module._Host.register_rulesets = spy
+        try:
+            secondopinion.Advisor()  # a second advisor on the shipped rules, built only to see its rule set
+        finally:
+            engine_module._Host.register_rulesets = original
+    ((_, definitions),) = _captured.items()
+    return dict(definitions)
+
+
+def captured_posts(cases: Sequence[Mapping[str, Any]]) -> list[list[tuple[str, Any]]]:
+    """For each case, the calls the default advisor's Engine made into durable (method, payload without sid)."""
+    advisor = secondopinion.default_advisor()
+    host = advisor.engine._host
+    calls: list[tuple[str, Any]] = []
+    originals = {name: getattr(host, name) for name in ("assert_fact", "assert_facts")}
+
+    def recorder(name: str) -> Callable[..., Any]:
+        def record(ruleset: str, payload: Any, *args: Any) -> Any:
+            calls.append((name, copy.deepcopy(payload)))
+            return originals[name](ruleset, payload, *args)
+
+        return record
+
+    out: list[list[tuple[str, Any]]] = []
+    for name in originals:
+        setattr(host, name, recorder(name))
+    try:
+        for case in cases:
+            calls.clear()
+            advisor.advise(case)
+            out.append([(name, _without_sid(payload)) for name, payload in calls])
+    finally:
+        for name in originals:
+            delattr(host, name)
+    return out
+
+
+def _without_sid(payload: Any) -> Any:
+    if isinstance(payload, list):
+        return [{k: v for k, v in fact.items() if k != "sid"} for fact in payload]
+    return {k: v for k, v in payload.items() if k != "sid"}
+
+
+class RawHost(durable.Host):  # type: ignore[misc]
+    """A plain durable Host: actions looked up by name, no timer threads (they crash delete_state)."""
+
+    def __init__(self, actions: Mapping[str, Callable[[Any], None]]) -> None:
+        self._raw_actions = dict(actions)
+        super().__init__()
+
+    def _run(self) -> None:
+        pass
+
+    def get_action(self, action_name: str) -> Callable[[Any], None]:
+        return self._raw_actions[action_name]
+
+
+def raw_runner(chaining: bool) -> Callable[[list[tuple[str, Any]]], None]:
+    """A function replaying one case's posts on raw durable-rules, in a fresh session each time.
+
+    ``chaining=False``: every action is a no-op. ``chaining=True``: deriving rules assert their
+    derived fact (de-duplicated by content), so rules chain as they do in the product.
+    """
+    definitions = captured_definitions()
+    derive = secondopinion.compiler.compile_rules(secondopinion.default_advisor().rules).derive
+    session: dict[str, Any] = {"seen": set(), "n": 0}
+
+    def noop(c: Any) -> None:
+        return None
+
+    def make_chain(rule_id: str, names: tuple[str, ...]) -> Callable[[Any], None]:
+        fn = derive[rule_id]
+
+        def act(c: Any) -> None:
+            produced = fn({name: dict(c._m[name]) for name in names})
+            if produced is None:
+                return
+            key = json.dumps(produced, sort_keys=True)
+            if key in session["seen"]:
+                return
+            session["seen"].add(key)
+            session["n"] += 1
+            c.assert_fact({**produced, "fid": f"d#{session['n']}", "sid": c.s.sid})
+
+        return act
+
+    actions: dict[str, Callable[[Any], None]] = {}
+    for rule_id, definition in definitions.items():
+        names = tuple(sorted(next(iter(cond)) for cond in definition["all"]))
+        actions[definition.get("run", rule_id)] = make_chain(rule_id, names) if chaining and rule_id in derive else noop
+    host = RawHost(actions)
+    name = "raw-chain" if chaining else "raw-noop"
+    host.register_rulesets({name: copy.deepcopy(definitions)})
+    counter = iter(range(1, 1 << 62))
+
+    def replay(posts: list[tuple[str, Any]]) -> None:
+        sid = f"r{next(counter)}"
+        session["seen"] = set()
+        for method, payload in posts:
+            if method == "assert_facts":
+                host.assert_facts(name, [{**fact, "sid": sid} for fact in payload])
+            else:
+                host.assert_fact(name, {**payload, "sid": sid})
+        host.delete_state(name, sid)
+
+    return replay
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def bench_latency(cases: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """advise(), Engine.run alone, raw durable (no-op and chaining actions), the plain-Python floor."""
+    advisor = secondopinion.default_advisor()
+    for case in cases[:500]:
+        advisor.advise(case)
+    traces = [advisor.trace(case) for case in cases]
+    facts = [secondopinion.case_facts(t.case) for t in traces]
+    posts = captured_posts(cases)
+    raw_noop, raw_chain = raw_runner(False), raw_runner(True)
+    for p in posts[:500]:
+        raw_noop(p)
+        raw_chain(p)
+
+    out: dict[str, Any] = {
+        "cases": len(cases),
+        "rounds": rounds,
+        "firings_mean": statistics.fmean(len(t.session.firings) for t in traces),
+        "firings_max": max(len(t.session.firings) for t in traces),
+        "facts_mean": statistics.fmean(len(f) for f in facts),
+        "recommendations_mean": statistics.fmean(len(advisor.advice_from(t).recommendations) for t in traces),
+    }
+    out["advise"] = summarise(time_each(advisor.advise, cases, rounds))
+    out["engine_run"] = summarise(time_each(advisor.engine.run, facts, rounds))
+    out["raw_noop"] = summarise(time_each(raw_noop, posts, rounds))
+    out["raw_chaining"] = summarise(time_each(raw_chain, posts, rounds))
+    out["reference"] = summarise(time_each(decide, cases, rounds))
+    agree = sum(1 for case, t in zip(cases, traces, strict=True) if decide(case) == (t.effective & SUBSET))
+    out["reference_agreement"] = agree / len(cases)
+    out["reference_subset_rules"] = len(SUBSET & {r.id for r in advisor.rules})
+    a = out["advise"]
+    for raw in ("raw_noop", "raw_chaining"):
+        out[f"ratio_{raw}"] = {k: a[k] / out[raw][k] for k in ("p50_ms", "p95_ms", "mean_ms")}
+    out["ratio_engine_run_raw_chaining"] = {
+        k: out["engine_run"][k] / out["raw_chaining"][k] for k in ("p50_ms", "p95_ms", "mean_ms")
+    }
+    return out
+
+
+def _write_cases(path: Path, count: int) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for case in random_cases(count, seed=SEED + 1):
+            f.write(json.dumps(case) + "\n")
+
+
+def bench_batch(count: int) -> dict[str, Any]:
+    """run_batch over a JSON Lines file: one process, then every core (pool start-up included)."""
+    out: dict[str, Any] = {"cases": count}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "cases.jsonl"
+        _write_cases(source, count)
+        secondopinion.default_advisor()
+        for label, workers in (("single", 1), ("all_cores", available_cores())):
+            with source.open("rb") as src, open(os.devnull, "w") as sink:
+                start = time.perf_counter()
+                summary = run_batch(src, sink, sink, workers=workers)
+                elapsed = time.perf_counter() - start
+            assert summary.records == count == summary.results + summary.errors, summary
+            out[label] = {
+                "workers": workers,
+                "seconds": elapsed,
+                "cases_per_s": count / elapsed,
+                "cases_per_s_per_core": count / elapsed / workers,
+                "errors": summary.errors,
+            }
+    return out
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def rss_child(first: int, total: int) -> dict[str, Any]:
+    """In a fresh process: advise on ``total`` varied cases; RSS after ``first`` and after ``total``."""
+    advisor = secondopinion.default_advisor()
+    out: dict[str, Any] = {"rss_start_mb": _rss_mb()}
+    for n, case in enumerate(random_cases(total, seed=SEED + 2), start=1):
+        advisor.advise(case)
+        if n == first:
+            gc.collect()
+            out[f"rss_after_{first}_mb"] = _rss_mb()
+    gc.collect()
+    out[f"rss_after_{total}_mb"] = _rss_mb()
+    out["growth_mb"] = out[f"rss_after_{total}_mb"] - out[f"rss_after_{first}_mb"]
+    out["first"], out["total"] = first, total
+    return out
+
+
+def bench_rss(first: int, total: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(first), str(total)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def bench_dask(count: int) -> dict[str, Any]:
+    """advise_bag on a LocalCluster with 1 and with 2 worker processes (cluster start-up excluded)."""
+    try:
+        import dask.bag as db
+        from distributed import Client, LocalCluster
+
+        from secondopinion.dask import advise_bag
+    except ImportError:
+        return {"skipped": "dask extra not installed"}
+    cases = list(random_cases(count, seed=SEED + 3))
+    out: dict[str, Any] = {"cases": count}
+    expected = None
+    for workers in (1, 2):
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
+            warm = db.from_sequence(cases[: 8 * workers], npartitions=2 * workers)
+            advise_bag(warm).compute()  # every worker builds its advisor before the clock starts
+            client.run(secondopinion.default_advisor)
+            bag = db.from_sequence(cases, npartitions=8 * workers)
+            start = time.perf_counter()
+            result = advise_bag(bag).compute()
+            elapsed = time.perf_counter() - start
+        kinds = [a.kinds for a in result]
+        expected = expected or kinds
+        out[f"workers_{workers}"] = {"seconds": elapsed, "cases_per_s": count / elapsed, "same_as_1": kinds == expected}
+    out["speedup_2_vs_1"] = out["workers_1"]["seconds"] / out["workers_2"]["seconds"]
+    return out
+
+
+def profile(cases: list[dict[str, Any]]) -> str:
+    """pyinstrument's text report of advise() over the cases (needs pyinstrument)."""
+    from pyinstrument import Profiler
+
+    advisor = secondopinion.default_advisor()
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    for case in cases:
+        advisor.advise(case)
+    profiler.stop()
+    text: str = profiler.output_text(unicode=False, color=False, show_all=False)
+    return text
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(results: Mapping[str, Any]) -> Iterator[str]:
+    m = results["machine"]
+    yield f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['implementation']} {m['python']}"
+    yield f"         {m['platform']}; durable-rules {m['durable_rules']}"
+    yield f"         secondopinion {m['secondopinion']} at {m['commit']}"
+    yield f"rules:   {m['active_rules']} active rules ({m['engine_rules']} durable rules incl. internal ones)"
+    lat = results.get("latency")
+    if lat:
+        yield ""
+        yield (
+            f"per case, {lat['cases']} varied cases x {lat['rounds']} rounds "
+            f"(mean {lat['facts_mean']:.1f} facts, {lat['firings_mean']:.1f} firings, max {lat['firings_max']}; "
+            f"{lat['recommendations_mean']:.1f} recommendations)"
+        )
+        yield f"  {'':34} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
+        for key, label in (
+            ("advise", "advise()"),
+            ("engine_run", "Engine.run (facts ready)"),
+            ("raw_chaining", "raw durable, chaining actions"),
+            ("raw_noop", "raw durable, no-op actions"),
+            ("reference", "plain-Python reference (floor)"),
+        ):
+            s = lat[key]
+            yield f"  {label:34} {s['p50_ms']:8.3f} {s['p95_ms']:8.3f} {s['p99_ms']:8.3f} {s['mean_ms']:8.3f}"
+        for key, label in (
+            ("ratio_raw_noop", "advise() / raw no-op"),
+            ("ratio_raw_chaining", "advise() / raw chaining"),
+            ("ratio_engine_run_raw_chaining", "Engine.run / raw chaining"),
+        ):
+            r = lat[key]
+            yield f"  ratio {label:28} p50 {r['p50_ms']:.2f}x  p95 {r['p95_ms']:.2f}x  mean {r['mean_ms']:.2f}x"
+        yield (
+            f"  reference implements {lat['reference_subset_rules']} shipped rules; "
+            f"agrees with the engine on {lat['reference_agreement']:.1%} of cases"
+        )
+    b = results.get("batch")
+    if b:
+        yield ""
+        yield f"batch ({b['cases']} cases, JSON Lines in and out):"
+        for label in ("single", "all_cores"):
+            s = b[label]
+            yield (
+                f"  {label:10} {s['workers']} process(es): {s['cases_per_s']:8.0f} cases/s "
+                f"({s['cases_per_s_per_core']:.0f} per core, {s['seconds']:.1f} s)"
+            )
+    r = results.get("rss")
+    if r:
+        first, total = r["first"], r["total"]
+        yield ""
+        yield (
+            f"RSS (fresh process): start {r['rss_start_mb']:.1f} MB, after {first:,} cases "
+            f"{r[f'rss_after_{first}_mb']:.1f} MB, after {total:,} cases {r[f'rss_after_{total}_mb']:.1f} MB "
+            f"(growth {r['growth_mb']:+.2f} MB)"
+        )
+    d = results.get("dask")
+    if d:
+        yield ""
+        if "skipped" in d:
+            yield f"dask: skipped ({d['skipped']})"
+        else:
+            yield (
+                f"dask advise_bag ({d['cases']} cases): 1 worker {d['workers_1']['cases_per_s']:.0f} cases/s, "
+                f"2 workers {d['workers_2']['cases_per_s']:.0f} cases/s, speed-up {d['speedup_2_vs_1']:.2f}x "
+                f"(same results: {d['workers_2']['same_as_1']})"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--skip", action="append", default=[], choices=["latency", "batch", "rss", "dask"])
+    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of advise() and stop")
+    parser.add_argument("--rss-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.rss_child:
+        print(json.dumps(rss_child(*args.rss_child)))
+        return
+    cases = list(random_cases(1000 if args.quick else 5000, seed=SEED))
+    if args.profile:
+        print(profile(cases))
+        return
+
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    if "latency" not in args.skip:
+        results["latency"] = bench_latency(cases, rounds=2 if args.quick else 3)
+    if "batch" not in args.skip:
+        results["batch"] = bench_batch(3000 if args.quick else 20000)
+    if "rss" not in args.skip:
+        results["rss"] = bench_rss(2000, 20000) if args.quick else bench_rss(10000, 200000)
+    if "dask" not in args.skip:
+        results["dask"] = bench_dask(2000 if args.quick else 20000)
+    for line in report(results):
+        print(line)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
