@@ -40,17 +40,15 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from .advisor import Advisor, default_advisor
 from .case import Case, CaseError, load_case
 from .recommendations import Advice, Priority, Recommendation
 from .render import details, reasons, sources
 from .rulebook import Rule, Rulebook, default_rules_path
-
-if TYPE_CHECKING:
-    from .advisor import Advisor
 
 __all__ = [
     "HOOK",
@@ -199,7 +197,7 @@ def cards(
     extension: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response for some advice: ``{"cards": [...]}``, one card per recommendation."""
-    book = rulebook if rulebook is not None else Rulebook.load()
+    book = rulebook if rulebook is not None else default_advisor().rulebook
     response: dict[str, Any] = {
         "cards": [
             card(rec, book, hook_instance=hook_instance, disclaimer=advice.disclaimer)

@@ -50,6 +50,7 @@ from typing import Any, Literal, cast
 import attrs
 import pydantic
 
+from .advisor import default_advisor
 from .case import Case, CaseError, load_case
 from .cds_hooks import KIND_SYSTEM, RULES_URL, rule_url
 from .recommendations import Advice, Priority, Recommendation, SetDeadline
@@ -652,7 +653,7 @@ def guidance_response(
     contained OperationOutcome.
     """
     version = _check_version(fhir_version)
-    book = rulebook if rulebook is not None else Rulebook.load()
+    book = rulebook if rulebook is not None else default_advisor().rulebook
     when = (occurred or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     plan: dict[str, Any] = {
         "resourceType": "RequestGroup" if version == "R4B" else "RequestOrchestration",
