@@ -1,0 +1,396 @@
+"""FHIR in and out, as a health app would use it.
+
+In: FHIR Bundles (R4B and R5) become cases; what is mapped names its FHIR
+element, and what is not mapped is reported with its path and reason, never
+its value. Out: advice becomes a GuidanceResponse with a contained
+RequestGroup (R4B) or RequestOrchestration (R5), and every emitted resource is
+validated by fhir.resources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fhir.resources")
+from fhir.resources import get_fhir_model_class as r5_class
+from fhir.resources.R4B import get_fhir_model_class as r4b_class
+
+import secondopinion
+from secondopinion.fhir import (
+    CLINICAL_STATUS,
+    KIND_SYSTEM,
+    SNOMED,
+    VER_STATUS,
+    FhirCase,
+    FhirError,
+    case_from_bundle,
+    guidance_response,
+)
+from secondopinion.recommendations import SetDeadline
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples" / "cases").glob("*.json"))
+TODAY = dt.date(2026, 11, 22)
+SECRET = "Quokka-Secret-Value-5512"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+PATIENT = {"reference": "Patient/p1"}
+
+
+def concept(system: str, code: str, display: str | None = None) -> dict[str, Any]:
+    coding: dict[str, Any] = {"system": system, "code": code}
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
+
+
+def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def patient(birth_date: str = "1971-02-03", pid: str = "p1") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "birthDate": birth_date, "name": [{"family": SECRET}]}
+
+
+def condition(
+    icd: str | None = "C50.911",
+    severity: str | None = "24484000",
+    verification: str | None = "confirmed",
+    clinical: str = "active",
+    subject: dict[str, str] = PATIENT,
+) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "Condition",
+        "subject": subject,
+        "clinicalStatus": concept(CLINICAL_STATUS, clinical),
+    }
+    if icd is not None:
+        res["code"] = concept(ICD10CM, icd, "Malignant neoplasm of breast")
+    if severity is not None:
+        res["severity"] = concept(SNOMED, severity)
+    if verification is not None:
+        res["verificationStatus"] = concept(VER_STATUS, verification)
+    return res
+
+
+def surgery_request(status: str = "active", when: str | None = "2026-12-22", surgical: bool = True) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": status,
+        "intent": "order",
+        "subject": PATIENT,
+        "category": [concept(SNOMED, "387713003" if surgical else "363679005")],
+        "note": [{"text": SECRET}],
+    }
+    if when is not None:
+        res["occurrenceDateTime"] = when
+    return res
+
+
+def coverage_r4(status: str = "active", self_pay: bool = False, end: str | None = None) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "Coverage",
+        "status": status,
+        "beneficiary": PATIENT,
+        "payor": [{"reference": "Organization/plan"}],
+    }
+    if self_pay:
+        res["type"] = concept("http://terminology.hl7.org/CodeSystem/coverage-selfpay", "pay")
+    if end is not None:
+        res["period"] = {"end": end}
+    return res
+
+
+def reasons(result: FhirCase) -> dict[str, str]:
+    return {u.fhir_path: u.reason for u in result.unmapped}
+
+
+def sources(result: FhirCase) -> dict[str, str]:
+    return {m.case_field: m.fhir_path for m in result.mapped}
+
+
+# --------------------------------------------------------------------------- in
+
+
+def test_r4b_bundle_becomes_a_case_with_provenance_and_report() -> None:
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": SECRET}}
+    data = bundle(patient(), condition(), surgery_request(), coverage_r4(), observation)
+    result = case_from_bundle(data, today=TODAY)
+    case = result.case
+    assert case.patient.age_group.value == "adult"
+    assert case.diagnosis.seriousness.value == "serious"
+    assert case.diagnosis.certainty.value == "confirmed"
+    assert case.diagnosis.cancer.value == "yes"
+    assert case.diagnosis.cancer_type == "malignant neoplasm of breast"
+    assert case.treatment.kind.value == "surgery"
+    assert case.treatment.started.value == "no"
+    assert case.treatment.days_to_decide == 30
+    assert case.insurance.insured.value == "yes"
+    assert sources(result) == {
+        "patient.age_group": "Bundle.entry[0].resource.birthDate",
+        "diagnosis.seriousness": "Bundle.entry[1].resource.severity",
+        "diagnosis.certainty": "Bundle.entry[1].resource.verificationStatus",
+        "diagnosis.cancer": "Bundle.entry[1].resource.code",
+        "diagnosis.cancer_type": "Bundle.entry[1].resource.code",
+        "treatment.kind": "Bundle.entry[2].resource.category",
+        "treatment.started": "Bundle.entry[2].resource.status",
+        "treatment.days_to_decide": "Bundle.entry[2].resource.occurrenceDateTime",
+        "insurance.insured": "Bundle.entry[3].resource.status",
+    }
+    assert reasons(result) == {"Bundle.entry[4].resource": "Observation resources are not mapped"}
+    assert SECRET not in json.dumps(result.report())
+
+
+def test_the_mapped_case_gets_the_same_advice_as_the_same_facts_typed_in() -> None:
+    result = case_from_bundle(bundle(patient(), condition(), surgery_request(), coverage_r4()), today=TODAY)
+    typed = {
+        "diagnosis": {"seriousness": "serious", "certainty": "confirmed", "cancer": "yes"},
+        "treatment": {"kind": "surgery", "started": "no", "days_to_decide": 30},
+        "patient": {"age_group": "adult"},
+        "insurance": {"insured": "yes"},
+    }
+    advice = secondopinion.advise(result.case)
+    assert advice.kinds == secondopinion.advise(typed).kinds
+    assert "seek_second_opinion" in advice.kinds
+
+
+def test_r5_bundle_with_planned_procedure_and_self_pay() -> None:
+    procedure = {
+        "resourceType": "Procedure",
+        "status": "preparation",
+        "subject": PATIENT,
+        "category": [concept(SNOMED, "387713003")],
+        "occurrencePeriod": {"start": "2027-01-01T09:00:00Z"},
+    }
+    coverage = {"resourceType": "Coverage", "status": "active", "kind": "self-pay", "beneficiary": PATIENT}
+    data = bundle(patient("2016-07-01"), condition("M51.16", severity="6736007"), procedure, coverage)
+    result = case_from_bundle(json.dumps(data), fhir_version="R5", today=TODAY)
+    case = result.case
+    assert case.patient.age_group.value == "child"
+    assert case.diagnosis.seriousness.value == "moderate"
+    assert (case.diagnosis.cancer.value, case.diagnosis.spine.value) == ("no", "yes")
+    assert case.treatment.kind.value == "surgery"
+    assert case.treatment.days_to_decide == 40
+    assert case.patient.pays_out_of_pocket.value == "yes"
+    assert case.insurance.insured.value == "unknown"
+    assert sources(result)["treatment.days_to_decide"] == "Bundle.entry[2].resource.occurrencePeriod.start"
+    assert result.unmapped == ()
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "age_group"),
+    [
+        ("2000-01-01", "adult"),
+        ("2015", "child"),
+        ("1990-06", "adult"),
+        ("2008-11-22", "adult"),
+        ("2008-11-23", "child"),
+    ],
+)
+def test_age_group_from_birth_date(birth_date: str, age_group: str) -> None:
+    assert case_from_bundle(bundle(patient(birth_date)), today=TODAY).case.patient.age_group.value == age_group
+
+
+def test_a_partial_birth_date_that_cannot_tell_is_reported() -> None:
+    result = case_from_bundle(bundle(patient("2008")), today=TODAY)
+    assert result.case.patient.age_group.value == "unknown"
+    assert reasons(result) == {"Bundle.entry[0].resource.birthDate": "partial birth date: cannot tell child from adult"}
+
+
+def test_conditions_not_used_are_reported() -> None:
+    data = bundle(
+        patient(),
+        condition("C50.911", verification="refuted"),
+        condition("J45.909", clinical="resolved"),
+        condition("C61", subject={"reference": "Patient/someone-else"}),
+        condition("K80.20", severity="255604002"),
+        condition("I21.9", severity="442452003"),
+    )
+    result = case_from_bundle(data, today=TODAY)
+    assert result.case.diagnosis.seriousness.value == "life_threatening"
+    assert result.case.diagnosis.cancer.value == "no"
+    got = reasons(result)
+    assert got["Bundle.entry[1].resource"] == "condition refuted or entered in error: not used"
+    assert got["Bundle.entry[2].resource"] == "condition not active: not used"
+    assert got["Bundle.entry[3].resource"] == "condition of another patient: not used"
+    assert "most severe" in got["Bundle.entry[4].resource"]
+    assert sources(result)["diagnosis.seriousness"] == "Bundle.entry[5].resource.severity"
+
+
+@pytest.mark.parametrize(
+    ("code", "cancer", "reported"),
+    [
+        ("C34.90", "yes", False),
+        ("D05.10", "unknown", True),
+        ("R10.9", "unknown", True),
+        ("K35.80", "no", False),
+    ],
+)
+def test_cancer_is_read_from_icd10_chapters_only(code: str, cancer: str, reported: bool) -> None:
+    result = case_from_bundle(bundle(condition(code)), today=TODAY)
+    assert result.case.diagnosis.cancer.value == cancer
+    assert ("Bundle.entry[0].resource.code" in reasons(result)) is reported
+
+
+def test_codes_from_other_systems_leave_cancer_unknown_and_say_so() -> None:
+    res = condition(icd=None, severity="99999999", verification="weird-status")
+    res["code"] = concept(SNOMED, "254837009", "Malignant tumor of breast")
+    result = case_from_bundle(bundle(res), today=TODAY)
+    assert result.case.diagnosis.cancer.value == "unknown"
+    assert result.case.diagnosis.seriousness.value == "unknown"
+    assert set(reasons(result)) == {
+        "Bundle.entry[0].resource.code",
+        "Bundle.entry[0].resource.severity",
+        "Bundle.entry[0].resource.verificationStatus",
+    }
+
+
+def test_requests_and_coverage_that_do_not_map_are_reported() -> None:
+    data = bundle(
+        patient(),
+        surgery_request(status="completed"),
+        surgery_request(surgical=False),
+        surgery_request(when="2026-01-01"),
+        surgery_request(when="2027-02"),
+        coverage_r4(status="cancelled"),
+        coverage_r4(end="2025-12-31"),
+    )
+    result = case_from_bundle(data, today=TODAY)
+    assert result.case.treatment.kind.value == "surgery"
+    assert result.case.treatment.days_to_decide is None
+    assert result.case.insurance.insured.value == "unknown"
+    assert reasons(result) == {
+        "Bundle.entry[1].resource": "ServiceRequest is not a proposed procedure (status): not used",
+        "Bundle.entry[2].resource": (
+            "ServiceRequest is not categorised as a surgical procedure: other treatments are not mapped"
+        ),
+        "Bundle.entry[3].resource.occurrenceDateTime": "planned date is not in the future: time to decide left unknown",
+        "Bundle.entry[4].resource.occurrenceDateTime": "planned date is not a full date: time to decide left unknown",
+        "Bundle.entry[5].resource": "coverage is not active: not used",
+        "Bundle.entry[6].resource.period": "coverage period has ended: not used",
+    }
+
+
+def test_several_patients_need_a_patient_id() -> None:
+    data = bundle(patient("2015-01-01", "kid"), patient("1960-01-01", "p1"))
+    unsure = case_from_bundle(data, today=TODAY)
+    assert unsure.case.patient.age_group.value == "unknown"
+    assert len(unsure.unmapped) == 2
+    chosen = case_from_bundle(data, today=TODAY, patient_id="kid")
+    assert chosen.case.patient.age_group.value == "child"
+    assert reasons(chosen) == {"Bundle.entry[1].resource": "another patient: not used"}
+
+
+def test_invalid_fhir_raises_with_paths_and_never_values() -> None:
+    bad_patient = {"resourceType": "Patient", "birthDate": SECRET, "gender": 7}
+    bad_condition = {"resourceType": "Condition", "code": {"text": SECRET}}
+    with pytest.raises(FhirError) as info:
+        case_from_bundle(bundle(bad_patient, bad_condition), today=TODAY)
+    problems = info.value.problems
+    assert "invalid value @ Bundle.entry[0].resource.birthDate" in problems
+    assert "Input should be a valid string @ Bundle.entry[0].resource.gender" in problems
+    assert any(p.endswith("@ Bundle.entry[1].resource.subject") for p in problems)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "{not json",
+        {"resourceType": "Patient"},
+        {"resourceType": "Bundle", "entry": {"resource": {}}},
+        {"resourceType": "Bundle", "entry": [{"resource": {"no": "type"}}]},
+        ["Bundle"],
+    ],
+)
+def test_data_that_is_not_a_bundle_is_refused(data: Any) -> None:
+    with pytest.raises(FhirError):
+        case_from_bundle(data, today=TODAY)
+
+
+def test_unknown_fhir_version_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown FHIR version"):
+        case_from_bundle(bundle(), fhir_version="R6")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- out
+
+
+@pytest.mark.parametrize("version", ["R4B", "R5"])
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_guidance_response_is_valid_fhir_with_one_action_per_recommendation(path: Path, version: str) -> None:
+    advisor = secondopinion.default_advisor()
+    advice = advisor.advise(path.read_text("utf-8"))
+    when = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    out = guidance_response(
+        advice,
+        fhir_version=version,  # type: ignore[arg-type]
+        rulebook=advisor.rulebook,
+        subject="Patient/p1",
+        request_id="d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        occurred=when,
+    )
+    get_class = r4b_class if version == "R4B" else r5_class
+    get_class("GuidanceResponse").model_validate_json(json.dumps(out))
+    plan = out["contained"][0]
+    plan_type = "RequestGroup" if version == "R4B" else "RequestOrchestration"
+    assert plan["resourceType"] == plan_type
+    get_class(plan_type).model_validate(plan)
+    result = out["result"] if version == "R4B" else out["result"][0]
+    assert result == {"reference": "#plan"}
+    assert out["status"] == "success"
+    assert out["subject"] == {"reference": "Patient/p1"}
+    assert out["requestIdentifier"]["value"] == "urn:uuid:d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
+    assert advice.disclaimer in json.dumps(out["note"])
+    actions = plan["action"]
+    assert [a["title"] for a in actions] == [r.title for r in advice.recommendations]
+    for action, rec in zip(actions, advice.recommendations, strict=True):
+        assert action["description"] == rec.detail
+        assert action["code"][0]["coding"][0] == {
+            "system": KIND_SYSTEM,
+            "code": rec.kind,
+            "display": rec.kind.replace("_", " ").capitalize(),
+        }
+        expected_priority = {"critical": "asap", "high": "urgent", "medium": "routine", "low": "routine"}
+        assert action["priority"] == expected_priority[rec.priority.value]
+        docs = action["documentation"]
+        citations = [d for d in docs if d["type"] == "citation"]
+        assert [d["label"] for d in citations] == [s.file for s in rec.sources]
+        rules = [d for d in docs if d["type"] == "documentation"]
+        assert [d["label"] for d in rules] == list(rec.rule_ids)
+        assert all(d["document"]["url"].startswith("https://github.com/") for d in rules)
+        assert [d["label"] for d in docs if d["type"] == "justification"] == [e.id for e in rec.evidence]
+        if isinstance(rec, SetDeadline) and rec.get_opinion_within_days is not None:
+            assert action["timingDuration"] == {
+                "value": rec.get_opinion_within_days,
+                "unit": "days",
+                "system": "http://unitsofmeasure.org",
+                "code": "d",
+            }
+        else:
+            assert not any(key.startswith("timing") for key in action)
+
+
+@pytest.mark.parametrize("version", ["R4B", "R5"])
+def test_mapping_report_travels_as_a_valid_operation_outcome(version: str) -> None:
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": SECRET}}
+    mapped = case_from_bundle(bundle(patient(), condition(), observation), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    out = guidance_response(secondopinion.advise(mapped.case), fhir_version=version, mapping=mapped)  # type: ignore[arg-type]
+    get_class = r4b_class if version == "R4B" else r5_class
+    get_class("GuidanceResponse").model_validate(out)
+    report = out["contained"][1]
+    get_class("OperationOutcome").model_validate(report)
+    message = out["evaluationMessage"][0] if version == "R4B" else out["evaluationMessage"]
+    assert message == {"reference": f"#{report['id']}"}
+    assert [i["expression"] for i in report["issue"]] == [["Bundle.entry[2].resource"]]
+    assert SECRET not in json.dumps(out)
+
+
+def test_guidance_response_without_recommendations_is_still_valid() -> None:
+    out = guidance_response(secondopinion.Advice(), fhir_version="R4B")
+    r4b_class("GuidanceResponse").model_validate(out)
+    assert "action" not in out["contained"][0]
