@@ -30,6 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help and error text: it reads the same in a terminal, a pipe and a log, and square
+    # brackets in help text (such as "[default: ...]") are printed instead of taken as markup.
+    rich_markup_mode=None,
 )
 
 
@@ -59,7 +62,9 @@ class SchemaName(str, Enum):
 
 RulesOption = Annotated[
     list[Path] | None,
-    typer.Option("--rules", help="Extra rule file or folder to load beside the shipped rules (repeatable)."),
+    typer.Option(
+        "--rules", metavar="PATH", help="Extra rule file or folder to load beside the shipped rules (repeatable)."
+    ),
 ]
 
 
