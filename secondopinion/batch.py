@@ -166,7 +166,7 @@ def _dumps(obj: Any) -> str:
 def _parse(raw: bytes | None) -> Any:
     """Bytes of one line to JSON data, or a RecordError."""
     if raw is None:
-        return RecordError("line_too_long", f"line is longer than {MAX_LINE_BYTES} bytes")
+        return RecordError("line_too_long", "line is longer than the limit (MAX_LINE_BYTES)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -190,9 +190,7 @@ def _unwrap(data: Any) -> tuple[Any, Any] | RecordError:
         return RecordError("invalid_record", "unknown envelope key(s) beside 'id' and 'case': " + ", ".join(extra))
     record_id = data.get("id")
     if record_id is not None and (
-        isinstance(record_id, bool)
-        or not isinstance(record_id, str | int)
-        or len(str(record_id)) > MAX_ID_LENGTH
+        isinstance(record_id, bool) or not isinstance(record_id, str | int) or len(str(record_id)) > MAX_ID_LENGTH
     ):
         return RecordError(
             "invalid_record", f"'id' must be text or a whole number of at most {MAX_ID_LENGTH} characters"
@@ -344,6 +342,7 @@ def run_batch(
     spec: AdvisorSpec | None = None,
     chunk_size: int = 128,
     progress: ProgressFn | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> BatchSummary:
     """Advise on every record of a JSON Lines stream; write results to ``out``, bad records to ``errors``.
 
@@ -372,7 +371,7 @@ def run_batch(
         if progress is not None:
             progress(counts.records, counts.bytes)
 
-    chunks = _chunks(read_records(source), chunk_size, counts)
+    chunks = _chunks(read_records(source, max_line_bytes=max_line_bytes), chunk_size, counts)
     if workers == 1:
         advisor = advisor_for(spec)
         for chunk, covered in chunks:

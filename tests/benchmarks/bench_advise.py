@@ -78,21 +78,40 @@ def summarise(ns: list[int]) -> dict[str, float]:
     }
 
 
-def time_each(fn: Callable[[Any], Any], items: Sequence[Any], rounds: int) -> list[int]:
-    """Per-item wall time of ``fn`` in nanoseconds, over ``rounds`` passes, GC disabled during a pass."""
-    out: list[int] = []
+def time_interleaved(
+    runs: Mapping[str, tuple[Callable[[Any], Any], Sequence[Any]]], rounds: int
+) -> dict[str, list[int]]:
+    """Per-item wall time in nanoseconds of several functions, each on its own items, interleaved.
+
+    For item ``i`` every function runs once on its own ``i``-th item before item ``i + 1``, so a
+    change of load on this shared machine touches every function alike and the ratios stay fair.
+    GC is disabled during a pass (collected between passes).
+    """
+    out: dict[str, list[int]] = {name: [] for name in runs}
     clock = time.perf_counter_ns
+    order = list(runs.items())
+    count = min(len(items) for _, items in runs.values())
     for _ in range(rounds):
         gc.collect()
         gc.disable()
         try:
-            for item in items:
-                start = clock()
-                fn(item)
-                out.append(clock() - start)
+            for i in range(count):
+                for name, (fn, items) in order:
+                    item = items[i]
+                    start = clock()
+                    fn(item)
+                    out[name].append(clock() - start)
         finally:
             gc.enable()
     return out
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages (other work on this shared machine skews timings)."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (0.0, 0.0, 0.0)
 
 
 def machine() -> dict[str, Any]:
@@ -274,11 +293,20 @@ def bench_latency(cases: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
         "facts_mean": statistics.fmean(len(f) for f in facts),
         "recommendations_mean": statistics.fmean(len(advisor.advice_from(t).recommendations) for t in traces),
     }
-    out["advise"] = summarise(time_each(advisor.advise, cases, rounds))
-    out["engine_run"] = summarise(time_each(advisor.engine.run, facts, rounds))
-    out["raw_noop"] = summarise(time_each(raw_noop, posts, rounds))
-    out["raw_chaining"] = summarise(time_each(raw_chain, posts, rounds))
-    out["reference"] = summarise(time_each(decide, cases, rounds))
+    out["load_before"] = load_average()
+    timings = time_interleaved(
+        {
+            "advise": (advisor.advise, cases),
+            "engine_run": (advisor.engine.run, facts),
+            "raw_chaining": (raw_chain, posts),
+            "raw_noop": (raw_noop, posts),
+            "reference": (decide, cases),
+        },
+        rounds,
+    )
+    out["load_after"] = load_average()
+    for name, ns in timings.items():
+        out[name] = summarise(ns)
     agree = sum(1 for case, t in zip(cases, traces, strict=True) if decide(case) == (t.effective & SUBSET))
     out["reference_agreement"] = agree / len(cases)
     out["reference_subset_rules"] = len(SUBSET & {r.id for r in advisor.rules})
@@ -414,6 +442,11 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
             f"per case, {lat['cases']} varied cases x {lat['rounds']} rounds "
             f"(mean {lat['facts_mean']:.1f} facts, {lat['firings_mean']:.1f} firings, max {lat['firings_max']}; "
             f"{lat['recommendations_mean']:.1f} recommendations)"
+        )
+        yield (
+            "  load average before {:.2f}, after {:.2f} (2 cores; other work on the machine inflates timings)".format(
+                lat["load_before"][0], lat["load_after"][0]
+            )
         )
         yield f"  {'':34} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
         for key, label in (
