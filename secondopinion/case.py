@@ -332,6 +332,10 @@ class CaseError(ValueError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid case ({len(self.problems)} problem(s)):\n{lines}")
 
+    def __reduce__(self) -> tuple[type[CaseError], tuple[list[str]]]:
+        """Pickle by problems, so the error crosses process boundaries intact (batch, dask)."""
+        return (type(self), (list(self.problems),))
+
 
 converter = cattrs.Converter(forbid_extra_keys=True)
 """The one converter for cases: JSON-like data to :class:`Case` and back."""
@@ -387,14 +391,20 @@ def load_case(data: Case | Mapping[str, Any] | str | bytes) -> Case:
     """Build a :class:`Case` from a Case, a mapping or JSON text; raise :class:`CaseError`."""
     if isinstance(data, Case):
         return data
+    # Every CaseError is raised outside the handler: the original exception (which may quote
+    # the input) must not ride along as __context__ (pickled by dask, printed by loggers).
+    problems: list[str] = []
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-            raise CaseError([f"not valid JSON{where} @ $"]) from None
+        except json.JSONDecodeError as exc:
+            problems = [f"not valid JSON at line {exc.lineno}, column {exc.colno} @ $"]
+        except ValueError:  # bytes that are not UTF-8/16/32, or a number too long to convert
+            problems = ["not valid JSON @ $"]
         except RecursionError:
-            raise CaseError(["JSON nested too deeply @ $"]) from None
+            problems = ["JSON nested too deeply @ $"]
+        if problems:
+            raise CaseError(problems)
     if not isinstance(data, Mapping):
         raise CaseError(["a case must be a JSON object @ $"])
     try:
@@ -404,9 +414,9 @@ def load_case(data: Case | Mapping[str, Any] | str | bytes) -> Case:
             problems = transform_error(exc, path="$", format_exception=_format_problem)
         else:
             problems = [f"{_format_problem(exc, None)} @ $"]
-        raise CaseError(problems) from None
     except RecursionError:
-        raise CaseError(["case nested too deeply @ $"]) from None
+        problems = ["case nested too deeply @ $"]
+    raise CaseError(problems)
 
 
 def dump_case(case: Case) -> dict[str, Any]:
