@@ -46,10 +46,9 @@ def random_case(
 ) -> dict[str, Any]:
     """One valid case dict: random aspects, random fields, 0-4 opinions.
 
-    ``labelled_opinions`` gives every opinion a diagnosis label: with two
-    opinions and one label missing, the shipped opinion joins currently fail
-    in durable (``ERR_PROPERTY_NOT_FOUND``, error code 311), which the batch
-    tests exercise on purpose with ``labelled_opinions=False``.
+    ``labelled_opinions`` gives every opinion a diagnosis label (the opinion
+    joins compare labels; the benchmark's reference implementation assumes
+    them). ``False`` leaves labels out at random, as patients do.
     """
     case: dict[str, Any] = {}
     for aspect, attributes in _aspects().items():
