@@ -17,6 +17,7 @@ aspect (``diagnosis``, ``treatment``, ``patient``, ``doctor``, ``insurance``,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -347,6 +348,10 @@ def _structure_tuple_of_opinions(value: Any, _type: Any) -> tuple[Opinion, ...]:
     return tuple(converter.structure(value, list[Opinion]))
 
 
+_UNSAFE_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
+"""Characters refused in free text (tab, newline and the other whitespace controls are collapsed by ``_text``)."""
+
+
 def _structure_optional_text(value: Any, _type: Any) -> str | None:
     if value is None:
         return None
@@ -354,6 +359,10 @@ def _structure_optional_text(value: Any, _type: Any) -> str | None:
         raise _Invalid("expected text")
     if len(value) > MAX_TEXT_LENGTH:
         raise _Invalid(f"text longer than {MAX_TEXT_LENGTH} characters")
+    if _UNSAFE_TEXT.search(value):
+        # durable compares C strings (a NUL ends them: equal labels stop matching) and cannot
+        # encode lone surrogates (JSON "\ud800" yields one).
+        raise _Invalid("text must not hold control characters or lone surrogates")
     return value
 
 
