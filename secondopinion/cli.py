@@ -145,18 +145,70 @@ def advise(
     color: Annotated[
         bool | None, typer.Option("--color/--no-color", help="Colour the text output (default: when a terminal).")
     ] = None,
+    next_questions: Annotated[
+        bool, typer.Option("--next-questions", help="Also list unknown facts whose answers would change the advice.")
+    ] = False,
 ) -> None:
     """Advise on a case: recommendations with their reasons and sources."""
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
     if fmt is AdviceFormat.cds_hooks:
+        if next_questions:
+            fail("--next-questions works with --format text, markdown or json", 2)
         from .cds_hooks import cards
 
         typer.echo(json.dumps(cards(advice, advisor.rulebook), indent=2, ensure_ascii=False))
         return
     use_color = sys.stdout.isatty() if color is None else color
-    typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color), nl=False)
+    questions = None
+    if next_questions:
+        from .questions import next_questions as ask_next
+
+        questions = ask_next(checked, advisor=advisor)
+    typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color, questions=questions), nl=False)
+
+
+class ExplainFormat(str, Enum):
+    """Output formats of ``explain``."""
+
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def explain(
+    case: Annotated[Path, typer.Argument(help="Case file (JSON), or - for standard input.")],
+    recommendation: Annotated[
+        str | None,
+        typer.Option("--recommendation", "-r", metavar="KIND", help="Show how this recommendation was derived."),
+    ] = None,
+    why_not: Annotated[
+        str | None,
+        typer.Option(
+            "--why-not", "-w", metavar="KIND_OR_RULE_ID", help="Show why this kind, rule or derived fact did not fire."
+        ),
+    ] = None,
+    fmt: Annotated[ExplainFormat, typer.Option("--format", "-f", help="Output format.")] = ExplainFormat.text,
+    rules: RulesOption = None,
+    color: Annotated[
+        bool | None, typer.Option("--color/--no-color", help="Colour the text output (default: when a terminal).")
+    ] = None,
+) -> None:
+    """Explain the advice on a case: how each recommendation was derived, or why one was not."""
+    from .render import explain_report
+
+    advisor = make_advisor(rules)
+    checked = load_case_file(case)
+    use_color = sys.stdout.isatty() if color is None else color
+    try:
+        text = explain_report(
+            checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
+        )
+    except LookupError as exc:
+        fail(str(exc.args[0]) if exc.args else "nothing to explain", 1)
+    typer.echo(text, nl=False)
 
 
 def _rule_summary(rule: Rule) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -36,7 +37,7 @@ import attrs
 from .case import Case, case_fact_types, case_facts, load_case
 from .compiler import matches
 from .recommendations import KINDS, Advice, Derivation, Recommendation, SourceRef
-from .rulebook import AnyOf, Condition, Pattern, Ref, Rule, Rulebook, Test
+from .rulebook import AnyOf, Condition, Derive, Pattern, Ref, Rule, Rulebook, Test
 
 if TYPE_CHECKING:
     from .advisor import Advisor, CaseLike, Trace
@@ -51,6 +52,7 @@ __all__ = [
     "WhyNot",
     "condition_holds",
     "conditions",
+    "direct_reasons",
     "explain",
     "field_path",
     "test_holds",
@@ -69,6 +71,12 @@ _SEARCH_BUDGET = 20_000
 # --------------------------------------------------------------------------- case field paths
 
 
+@cache
+def _case_types() -> frozenset[str]:
+    """The case fact types (computed once: building them is not free)."""
+    return frozenset(case_fact_types())
+
+
 def _fid_stub(fid: str) -> dict[str, Any]:
     """A fact with only its identity, for explaining advice without its case."""
     found = re.fullmatch(r"([a-z_]+)\[(\d+)\]", fid)
@@ -85,7 +93,7 @@ def field_path(fact: Fact, attr: str | None = None) -> str | None:
     for a derived fact, which comes from rules rather than from the case.
     """
     fact_type = fact.get("type")
-    if fact_type not in case_fact_types():
+    if fact_type not in _case_types():
         return None
     if fact_type == "opinion":
         base = f"$.opinions[{fact.get('index', '?')}]"
@@ -102,8 +110,19 @@ def _subject(fact: Fact, attr: str) -> str:
     return field_path(fact, attr) or f"{fact.get('type')}.{attr}"
 
 
+def _name(fact: Fact, attr: str, literal: bool = True) -> str:
+    """How a sentence names an attribute: its path, or words where a bare path would mislead."""
+    fact_type = fact.get("type")
+    if fact_type == "summary":
+        which = "remote opinions" if attr == "remote_opinion_count" else "opinions"
+        return f"the number of {which} in $.opinions"
+    if fact_type == "opinion" and attr == "index" and literal:
+        return f"the position (from 0) of {field_path(fact)} in $.opinions"
+    return _subject(fact, attr)
+
+
 def _is_case_fact(fact: Fact) -> bool:
-    return fact.get("type") in case_fact_types()
+    return fact.get("type") in _case_types()
 
 
 # --------------------------------------------------------------------------- evaluating tests
@@ -263,7 +282,7 @@ def _predicate(cond: Condition, ref_name: Callable[[Ref], str], form: Literal["i
 def _ref_namer(bindings: Mapping[str, Fact]) -> Callable[[Ref], str]:
     def name(ref: Ref) -> str:
         fact = bindings.get(ref.binding)
-        base = _subject(fact, ref.attr) if fact is not None else f"{ref.binding}.{ref.attr}"
+        base = _name(fact, ref.attr, literal=False) if fact is not None else f"{ref.binding}.{ref.attr}"
         return f"{base} + {ref.add}" if ref.add else base
 
     return name
@@ -461,20 +480,29 @@ def _checks(tests: Sequence[Test], fact: Fact, bindings: Mapping[str, Fact], kno
                 continue
             parts = [" and ".join(_sentence(c, fact, name) for c in conditions(alt)) for alt in test.alternatives]
             fields = tuple(dict.fromkeys(f for c in conditions((test,)) for f, _ in _fields(c, fact, bindings)))
-            values = dict(kv for c in conditions((test,)) for kv in _fields(c, fact, bindings)) if known else {}
+            pairs = [kv for c in conditions((test,)) for kv in _fields(c, fact, bindings)]
+            values = _shown(pairs) if known else {}
             out.append(Check("either " + " or ".join(f"({p})" for p in parts), fields, values))
             continue
         pairs = _fields(test, fact, bindings)
-        out.append(Check(_sentence(test, fact, name), tuple(f for f, _ in pairs), dict(pairs) if known else {}))
+        out.append(Check(_sentence(test, fact, name), tuple(f for f, _ in pairs), _shown(pairs) if known else {}))
     return tuple(out)
 
 
 def _sentence(cond: Condition, fact: Fact, name: Callable[[Ref], str]) -> str:
-    return f"{_subject(fact, cond.attr)} {_predicate(cond, name, 'is')}"
+    return f"{_name(fact, cond.attr, not isinstance(cond.value, Ref))} {_predicate(cond, name, 'is')}"
 
 
 def _fields(cond: Condition, fact: Fact, bindings: Mapping[str, Fact]) -> list[tuple[str, Any]]:
     return [(_subject(fact, cond.attr), fact.get(cond.attr)), *_ref_fields(cond, bindings)]
+
+
+_POSITION = re.compile(r"\$\.opinions\[\d+\]")
+
+
+def _shown(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Field values worth showing: an opinion's position is already in its path."""
+    return {f: v for f, v in pairs if not _POSITION.fullmatch(f)}
 
 
 def _unless_text(fact_type: str, tests: Sequence[Test], rulebook: Rulebook) -> str:
@@ -483,6 +511,31 @@ def _unless_text(fact_type: str, tests: Sequence[Test], rulebook: Rulebook) -> s
     where = " and ".join(_sentence(c, stub, _ref_namer({})) for c in conditions(tests))
     suffix = f" where {where}" if where else ""
     return f"held back by any {fact_type} fact{suffix}"
+
+
+def direct_reasons(derivation: Derivation, rulebook: Rulebook) -> tuple[str, ...]:
+    """What one rule firing rested on, in one line each: the tests it made on case fields, and the derived facts.
+
+    ``["$.diagnosis.seriousness is serious or life_threatening"]`` or
+    ``["opinions_conflict", "$.opinions"]``. Needs no case: it reads the rule and the fact ids.
+    """
+    try:
+        rule = rulebook.rule(derivation.rule_id)
+    except KeyError:
+        return tuple(dict.fromkeys(derivation.matched.values()))
+    bindings = {name: _fid_stub(fid) for name, fid in derivation.matched.items()}
+    out: list[str] = []
+    for pattern in rule.when:
+        fact = bindings.get(pattern.bind)
+        if fact is None:
+            continue
+        path = field_path(fact)
+        if path is None:
+            out.append(str(fact["type"]))
+            continue
+        checks = _checks(pattern.tests, fact, bindings, known=False)
+        out.extend([c.text for c in checks] or [path])
+    return tuple(dict.fromkeys(out))
 
 
 def _recommendation(advice: Advice, recommendation: Recommendation | str) -> Recommendation:
@@ -665,7 +718,7 @@ class _WhyNot:
 
     def _failure(self, miss: _Miss, visiting: tuple[str, ...]) -> Failure:
         pattern = miss.pattern
-        because = self._producers(pattern.fact, visiting) if pattern.fact not in case_fact_types() else ()
+        because = self._producers(pattern.fact, visiting, pattern) if pattern.fact not in _case_types() else ()
         if miss.fact is None or miss.test is None:
             return self._absent(miss, because)
         fact, test = miss.fact, miss.test
@@ -674,17 +727,24 @@ class _WhyNot:
         pairs = list(dict.fromkeys(kv for c in conds for kv in _hashable(_fields(c, fact, miss.bindings))))
         if isinstance(test, AnyOf):
             options = [
-                " and ".join(f"{_subject(fact, c.attr)} {_predicate(c, name, 'to_be')}" for c in conditions(alt))
+                " and ".join(
+                    f"{_name(fact, c.attr, not isinstance(c.value, Ref))} {_predicate(c, name, 'to_be')}"
+                    for c in conditions(alt)
+                )
                 for alt in test.alternatives
             ]
             needs = "needs " + " or ".join(options)
         else:
-            needs = f"needs {_subject(fact, test.attr)} {_predicate(test, name, 'to_be')}"
+            subject = _name(fact, test.attr, not isinstance(test.value, Ref))
+            needs = f"needs {subject} {_predicate(test, name, 'to_be')}"
         speaker = "the case says" if _is_case_fact(fact) else f"the {fact.get('type')} fact says"
-        if len(pairs) == 1:
-            found = f"{speaker} {_said(pairs[0][1])}"
+        shown = list(_shown(pairs).items())
+        if not shown:  # only positions were compared
+            found = "the case lists these opinions the other way round"
+        elif len(shown) == 1 and len(pairs) == 1:
+            found = f"{speaker} {_said(shown[0][1])}"
         else:  # several fields: name each
-            found = f"{speaker} " + "; ".join(f"{field} is {_said(value)}" for field, value in pairs)
+            found = f"{speaker} " + "; ".join(f"{field} is {_said(value)}" for field, value in shown)
         return Failure(
             pattern.bind,
             pattern.fact,
@@ -692,7 +752,7 @@ class _WhyNot:
             needs,
             found,
             tuple(f for f, _ in pairs),
-            {f: v for f, v in pairs},
+            _shown(pairs),
             because,
         )
 
@@ -716,17 +776,33 @@ class _WhyNot:
             found = f"only {miss.others} was derived"
         return Failure(pattern.bind, fact_type, None, needs, found, because=because)
 
-    def _producers(self, fact_type: str, visiting: tuple[str, ...]) -> tuple[RuleOutcome, ...]:
+    def _producers(
+        self, fact_type: str, visiting: tuple[str, ...], pattern: Pattern | None = None
+    ) -> tuple[RuleOutcome, ...]:
+        """Why the rules that derive ``fact_type`` (and could derive one that fits ``pattern``) did not fire."""
         if len(visiting) >= _MAX_DEPTH:
             return ()
         out = []
         for rule in self.rulebook.rules:
             if rule.derives != fact_type or rule.id not in self.active or rule.id in visiting:
                 continue
-            if rule.id in self.fired:
+            if rule.id in self.fired or (pattern is not None and not _could_satisfy(rule, pattern)):
                 continue
             out.append(self.outcome(rule, visiting))
         return tuple(out)
+
+
+def _could_satisfy(rule: Rule, pattern: Pattern) -> bool:
+    """Whether a fact this rule derives could pass the pattern's tests on the values the rule fixes."""
+    if not isinstance(rule.then, Derive):
+        return False
+    fixed = {attr: v for attr, v in rule.then.set.items() if not isinstance(v, Ref)}
+    fact = {"type": rule.then.fact, **fixed}
+    for test in pattern.tests:
+        conds = list(conditions((test,)))
+        if all(c.attr in fixed and not isinstance(c.value, Ref) for c in conds) and not test_holds(test, fact, {}):
+            return False
+    return True
 
 
 def _hashable(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -753,19 +829,26 @@ def _targets(rulebook: Rulebook, target: str) -> tuple[str | None, tuple[Rule, .
     raise ValueError(f"{target!r} is not a recommendation kind, a rule id or a derived fact type")
 
 
-def why_not(case: CaseLike, target: str, *, advisor: Advisor | None = None) -> WhyNot:
+def why_not(
+    case: CaseLike | None, target: str, *, advisor: Advisor | None = None, trace: Trace | None = None
+) -> WhyNot:
     """Why ``target`` (a recommendation kind, a rule id or a derived fact type) did or did not come out.
 
     For each rule that could produce it: ``fired``, ``held_back`` (by an
     ``unless`` fact, named), ``not_active`` (draft or retired), or
-    ``did_not_match`` with the first failing condition. Raises ``ValueError``
-    for an unknown target and :class:`~secondopinion.CaseError` for a bad case.
+    ``did_not_match`` with the first failing condition. Pass ``trace`` (from
+    ``advisor.trace(case)``, same advisor) to reuse a run instead of running
+    the case again; ``case`` is then not needed. Raises ``ValueError`` for an
+    unknown target and :class:`~secondopinion.CaseError` for a bad case.
     """
     from .advisor import default_advisor
 
     adv = advisor if advisor is not None else default_advisor()
     kind, rules = _targets(adv.rulebook, target)
-    trace = adv.trace(case)
+    if trace is None:
+        if case is None:
+            raise ValueError("why_not needs a case or a trace")
+        trace = adv.trace(case)
     outcomes = tuple(_WhyNot(adv, trace).outcome(r) for r in rules)
     if any(r.id == target for r in rules):
         present = target in trace.effective

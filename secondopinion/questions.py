@@ -213,10 +213,15 @@ def _int_values(use: _Use, example: int | None) -> tuple[int, ...]:
     return tuple(sorted(v for v in found if v >= 0))
 
 
+@cache
+def _case_types() -> Mapping[str, Mapping[str, Any]]:
+    return case_fact_types()
+
+
 def _candidates(case: Case, usage: Mapping[tuple[str, str], _Use]) -> list[_Field]:
     """Unknown or absent fields that some active rule tests, in case order."""
     dumped = dump_case(case)
-    types = case_fact_types()
+    types = _case_types()
     out: list[_Field] = []
     places: list[tuple[str, int | None, Mapping[str, Any]]] = [(a, None, dumped[a]) for a in _ASPECTS]
     places += [("opinion", i, o) for i, o in enumerate(dumped["opinions"])]

@@ -1,148 +1,141 @@
-"""Renderers: Advice as terminal text, Markdown or JSON.
+"""Renderers: advice, derivation trees, why-not answers and next questions as text, Markdown or JSON.
 
-Text and Markdown show each recommendation with its kind-specific details,
-its reasons (the rules that produced it and what they matched) and its sources
-(document titles and sections). Text is coloured through rich when asked to
-(the CLI asks when stdout is a terminal) and plain otherwise.
+Text is for terminals, through rich: styled when ``color`` is true (the CLI
+turns it on when stdout is a terminal) and plain otherwise. Markdown is for
+apps and notebooks; JSON for programs. Text and Markdown show each
+recommendation with its kind-specific details, its reasons (the rules that made
+it and what they rested on) and its sources (document titles and sections).
 """
 
 from __future__ import annotations
 
-import io
-import textwrap
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
-from rich.console import Console
-from rich.text import Text
-
-from ..recommendations import Advice, Priority, Recommendation, SetDeadline
+from ..explain import Explanation, WhyNot, explain, why_not
+from ..questions import NextQuestion
+from ..recommendations import KINDS, Advice
 from ..rulebook import Rulebook
+from .common import details, kind_label, reasons, sources
+from .jsonout import dumps, explanation_json, questions_json, render_json, why_not_json
+from .markdown import explanation_markdown, questions_markdown, render_markdown, why_not_markdown
+from .text import explanation_text, questions_text, render_text, why_not_text
 
-__all__ = ["Format", "details", "reasons", "render", "render_json", "render_markdown", "render_text", "sources"]
+if TYPE_CHECKING:
+    from ..advisor import Advisor, CaseLike
+
+__all__ = [
+    "Format",
+    "details",
+    "explain_report",
+    "explanation_json",
+    "explanation_markdown",
+    "explanation_text",
+    "kind_label",
+    "questions_json",
+    "questions_markdown",
+    "questions_text",
+    "reasons",
+    "render",
+    "render_explanation",
+    "render_json",
+    "render_markdown",
+    "render_questions",
+    "render_text",
+    "render_why_not",
+    "sources",
+    "why_not_json",
+    "why_not_markdown",
+    "why_not_text",
+]
 
 Format = Literal["text", "markdown", "json"]
 
-_STYLE = {Priority.CRITICAL: "bold red", Priority.HIGH: "bold yellow", Priority.MEDIUM: "cyan", Priority.LOW: "dim"}
 
-
-def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
-
-
-def details(rec: Recommendation) -> list[tuple[str, str]]:
-    """The kind-specific fields of a recommendation as (label, text) pairs, empty ones left out."""
-    out: list[tuple[str, str]] = []
-    for field in rec.specific_fields():
-        value: Any = getattr(rec, field.name)
-        if value in (None, (), ""):
-            continue
-        if isinstance(value, bool):
-            if not value:
-                continue
-            value = "yes"
-        elif isinstance(value, tuple):
-            value = "; ".join(str(v) for v in value)
-        out.append((_label(field.name), str(value)))
-    if isinstance(rec, SetDeadline) and rec.get_opinion_within_days is not None:
-        out.append(("Get the opinion within", f"{rec.get_opinion_within_days} days"))
-    return out
-
-
-def reasons(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
-    """Why a recommendation was made: each rule's title and the facts it matched."""
-    out = []
-    for d in rec.derivation:
-        title = ""
-        if rulebook is not None:
-            try:
-                title = rulebook.rule(d.rule_id).title
-            except KeyError:
-                title = ""
-        matched = ", ".join(dict.fromkeys(d.matched.values()))
-        label = f"{title} (rule {d.rule_id})" if title else f"rule {d.rule_id}"
-        out.append(f"{label}; based on: {matched}" if matched else label)
-    return list(dict.fromkeys(out))
-
-
-def sources(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
-    """The sources of a recommendation as 'Title, section (file)' lines."""
-    out = []
-    for src in rec.sources:
-        doc = rulebook.documents.get(src.file) if rulebook is not None else None
-        title = f"{doc.title}, " if doc is not None else ""
-        out.append(f'{title}"{src.section}" ({src.file})')
-    return out
-
-
-def render_text(advice: Advice, rulebook: Rulebook | None = None, *, color: bool = False, width: int = 100) -> str:
-    """Advice for a terminal; ``color`` turns on rich styling."""
-    buffer = io.StringIO()
-    console = Console(
-        file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False, soft_wrap=False
-    )
-
-    def say(text: str, style: str = "", indent: str = "   ") -> None:
-        wrapped = textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
-        console.print(Text(wrapped, style=style))
-
-    console.print(Text("Second opinion guidance", style="bold"))
-    say(advice.disclaimer, "italic", "")
-    if not advice.recommendations:
-        console.print("\nNo recommendation for this case.")
-    for n, rec in enumerate(advice.recommendations, 1):
-        console.print()
-        head = Text(f"{n}. ")
-        head.append(f"[{rec.priority.value.upper()}] ", style=_STYLE[rec.priority])
-        head.append(rec.title, style="bold")
-        console.print(head)
-        say(rec.detail)
-        for label, value in details(rec):
-            say(f"{label}: {value}")
-        for ev in rec.evidence:
-            say(f"Evidence ({ev.id}): {ev.figure}", "dim")
-        for reason in reasons(rec, rulebook):
-            say(f"Why: {reason}", "dim")
-        say(f"Guidance: {', '.join(rec.guidance)}", "dim")
-        for src in sources(rec, rulebook):
-            say(f"Source: {src}", "dim")
-    return buffer.getvalue()
-
-
-def render_markdown(advice: Advice, rulebook: Rulebook | None = None) -> str:
-    """Advice as Markdown, for apps and notebooks."""
-    lines = ["# Second opinion guidance", "", f"*{advice.disclaimer}*", ""]
-    if not advice.recommendations:
-        lines.append("No recommendation for this case.")
-    for rec in advice.recommendations:
-        lines += [
-            f"## {rec.title}",
-            "",
-            f"**Priority:** {rec.priority.value} · **Kind:** `{rec.kind}`",
-            "",
-            rec.detail,
-            "",
-        ]
-        for label, value in details(rec):
-            lines.append(f"- **{label}:** {value}")
-        for ev in rec.evidence:
-            lines.append(f"- **Evidence ({ev.id}):** {ev.figure}")
-        lines += ["", "**Why**", ""]
-        lines += [f"- {r}" for r in reasons(rec, rulebook)]
-        lines += ["", f"**Guidance:** {', '.join(rec.guidance)}", "", "**Sources**", ""]
-        lines += [f"- {s}" for s in sources(rec, rulebook)]
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def render_json(advice: Advice) -> str:
-    """Advice as JSON (see :meth:`Advice.to_json`)."""
-    return advice.to_json() + "\n"
-
-
-def render(advice: Advice, fmt: Format = "text", rulebook: Rulebook | None = None, *, color: bool = False) -> str:
-    """Render advice in one of the formats."""
+def render(
+    advice: Advice,
+    fmt: Format = "text",
+    rulebook: Rulebook | None = None,
+    *,
+    color: bool = False,
+    questions: Sequence[NextQuestion] | None = None,
+) -> str:
+    """Render advice in one of the formats; ``questions`` adds the questions worth asking next."""
     if fmt == "json":
-        return render_json(advice)
+        return render_json(advice, questions=questions)
     if fmt == "markdown":
-        return render_markdown(advice, rulebook)
-    return render_text(advice, rulebook, color=color)
+        return render_markdown(advice, rulebook, questions=questions)
+    return render_text(advice, rulebook, color=color, questions=questions)
+
+
+def render_explanation(
+    explanation: Explanation, fmt: Format = "text", rulebook: Rulebook | None = None, *, color: bool = False
+) -> str:
+    """Render a derivation tree; ``rulebook`` names the source documents."""
+    if fmt == "json":
+        return explanation_json(explanation)
+    if fmt == "markdown":
+        return explanation_markdown(explanation, rulebook)
+    return explanation_text(explanation, rulebook, color=color)
+
+
+def render_why_not(why: WhyNot, fmt: Format = "text", *, color: bool = False) -> str:
+    """Render a why-not answer."""
+    if fmt == "json":
+        return why_not_json(why)
+    if fmt == "markdown":
+        return why_not_markdown(why)
+    return why_not_text(why, color=color)
+
+
+def render_questions(questions: Sequence[NextQuestion], fmt: Format = "text", *, color: bool = False) -> str:
+    """Render the questions worth asking next on their own."""
+    if fmt == "json":
+        return questions_json(questions)
+    if fmt == "markdown":
+        return questions_markdown(questions)
+    return questions_text(questions, color=color)
+
+
+def explain_report(
+    case: CaseLike,
+    advisor: Advisor,
+    *,
+    recommendation: str | None = None,
+    why_not_target: str | None = None,
+    fmt: Format = "text",
+    color: bool = False,
+) -> str:
+    """What ``secondopinion explain`` prints.
+
+    With ``recommendation`` (a kind), its derivation tree; with
+    ``why_not_target`` (a kind, rule id or derived fact type), why it did or
+    did not come out; with neither, the tree of every recommendation. JSON is
+    always ``{"explanations": [...], "why_not": {...} or null}``. Raises
+    ``LookupError`` for an unknown kind or target, or a kind the advice does
+    not hold (the message names the kind, never a case value).
+    """
+    advice = advisor.advise(case)
+    trees: list[Explanation] = []
+    if recommendation is not None:
+        if recommendation not in KINDS:
+            raise LookupError(f"unknown recommendation kind {recommendation!r}")
+        if advice.by_kind(recommendation) is None:
+            raise LookupError(f"{recommendation!r} is not in the advice for this case; try --why-not {recommendation}")
+        trees.append(explain(advice, recommendation, rulebook=advisor.rulebook, case=case))
+    elif why_not_target is None:
+        trees = [explain(advice, rec, rulebook=advisor.rulebook, case=case) for rec in advice.recommendations]
+    answer: WhyNot | None = None
+    if why_not_target is not None:
+        try:
+            answer = why_not(case, why_not_target, advisor=advisor)
+        except ValueError as exc:
+            raise LookupError(str(exc)) from None
+    if fmt == "json":
+        return dumps({"explanations": [t.to_dict() for t in trees], "why_not": answer.to_dict() if answer else None})
+    parts = [render_explanation(t, fmt, advisor.rulebook, color=color) for t in trees]
+    if answer is not None:
+        parts.append(render_why_not(answer, fmt, color=color))
+    if not parts:
+        parts.append("No recommendation for this case.\n")
+    return "\n".join(parts)

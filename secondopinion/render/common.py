@@ -1,0 +1,83 @@
+"""What every renderer shows the same way: a recommendation's details, reasons and sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..explain import direct_reasons
+from ..recommendations import Recommendation, SetDeadline, SourceRef
+from ..rulebook import Rulebook
+
+__all__ = ["details", "kind_label", "reasons", "source_line", "sources", "value_text"]
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def kind_label(kind: str) -> str:
+    """A recommendation kind in words: ``get_another_opinion`` -> ``get another opinion``."""
+    return kind.replace("_", " ")
+
+
+def value_text(value: Any) -> str:
+    """A case value as shown to the user (absent values say so)."""
+    if value is None:
+        return "not given"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def details(rec: Recommendation) -> list[tuple[str, str]]:
+    """The kind-specific fields of a recommendation as (label, text) pairs, empty ones left out."""
+    out: list[tuple[str, str]] = []
+    for field in rec.specific_fields():
+        value: Any = getattr(rec, field.name)
+        if value in (None, (), ""):
+            continue
+        if isinstance(value, bool):
+            if not value:
+                continue
+            value = "yes"
+        elif isinstance(value, tuple):
+            value = "; ".join(str(v) for v in value)
+        out.append((_label(field.name), str(value)))
+    if isinstance(rec, SetDeadline) and rec.get_opinion_within_days is not None:
+        out.append(("Get the opinion within", f"{rec.get_opinion_within_days} days"))
+    return out
+
+
+def reasons(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
+    """Why a recommendation was made: per rule, its title and id and what it rested on.
+
+    With a rulebook, "what it rested on" is the tests the rule made on case
+    fields (``$.diagnosis.seriousness is serious or life_threatening``) and the
+    derived facts it used; without one, the ids of the facts it matched.
+    ``secondopinion explain`` shows the whole chain.
+    """
+    out = []
+    for d in rec.derivation:
+        title = ""
+        basis: tuple[str, ...] = tuple(dict.fromkeys(d.matched.values()))
+        if rulebook is not None:
+            try:
+                title = rulebook.rule(d.rule_id).title
+            except KeyError:
+                title = ""
+            basis = direct_reasons(d, rulebook)
+        label = f"{title} (rule {d.rule_id})" if title else f"rule {d.rule_id}"
+        out.append(f"{label}; based on: {'; '.join(basis)}" if basis else label)
+    return list(dict.fromkeys(out))
+
+
+def source_line(src: SourceRef, rulebook: Rulebook | None) -> str:
+    """One source as 'Title, "section" (file)'."""
+    doc = rulebook.documents.get(src.file) if rulebook is not None else None
+    title = f"{doc.title}, " if doc is not None else ""
+    return f'{title}"{src.section}" ({src.file})'
+
+
+def sources(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
+    """The sources of a recommendation as 'Title, "section" (file)' lines."""
+    return [source_line(src, rulebook) for src in rec.sources]
