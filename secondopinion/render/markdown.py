@@ -173,14 +173,16 @@ def _questions(questions: Sequence[NextQuestion], level: str) -> list[str]:
         lines += ["None: no answer to an open question would change this advice.", ""]
     for n, q in enumerate(questions, 1):
         about = f"About {q.about}: " if q.about else ""
-        lines.append(f"{n}. **{about}{q.question}** ({code(q.path)})")
+        marker = f"{n}. "
+        pad = " " * len(marker)  # sub-items line up with the item's text, as CommonMark needs
+        lines.append(f"{marker}**{about}{q.question}** ({code(q.path)})")
         for answer in q.answers:
             parts = []
             if answer.added:
                 parts.append("adds " + ", ".join(kind_label(k) for k in answer.added))
             if answer.removed:
                 parts.append("removes " + ", ".join(kind_label(k) for k in answer.removed))
-            lines.append(f"   - If *{answer.label}*: {'; '.join(parts)}")
+            lines.append(f"{pad}- If *{escape(answer.label)}*: {'; '.join(parts)}")
         lines.append("")
     return lines
 

@@ -42,7 +42,14 @@ class _Writer:
         self.console = _console(self.buffer, color, width)
 
     def say(self, text: str, style: str = "", indent: str = "   ") -> None:
-        wrapped = textwrap.fill(text, width=self.width, initial_indent=indent, subsequent_indent=indent + "  ")
+        wrapped = textwrap.fill(
+            text,
+            width=self.width,
+            initial_indent=indent,
+            subsequent_indent=indent + "  ",
+            break_on_hyphens=False,  # keep rule ids such as SEEK-BEFORE-SURGERY whole
+            break_long_words=False,
+        )
         self.console.print(Text(wrapped, style=style))
 
     def print(self, *items: Any) -> None:

@@ -1,0 +1,160 @@
+"""Renderers: text, Markdown and JSON of advice, derivation trees, why-not answers and next questions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secondopinion import Advice, default_advisor
+from secondopinion.explain import explain, why_not
+from secondopinion.questions import next_questions
+from secondopinion.render import (
+    render,
+    render_explanation,
+    render_questions,
+    render_why_not,
+)
+from secondopinion.render.markdown import code, escape
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "cases"
+CASES = sorted(EXAMPLES.glob("*.json"))
+ANSI = "\x1b["
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def advisor() -> Any:
+    return default_advisor()
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_text_shows_every_recommendation_with_reasons_and_sources(path: Path, advisor: Any) -> None:
+    advice = advisor.advise(_load(path))
+    text = render(advice, "text", advisor.rulebook, color=False)
+    assert ANSI not in text
+    assert advice.disclaimer.split(".")[0] in text
+    flat = " ".join(text.split())
+    for rec in advice.recommendations:
+        assert " ".join(rec.title.split()) in flat
+        for rule_id in rec.rule_ids:
+            assert f"(rule {rule_id})" in flat
+        for src in rec.sources:
+            title = advisor.rulebook.documents[src.file].title
+            assert f'{title}, "{src.section}" ({src.file})' in flat
+    assert flat.count("Why: ") >= len(advice.recommendations)
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_text_is_coloured_only_when_asked(path: Path, advisor: Any) -> None:
+    advice = advisor.advise(_load(path))
+    coloured = render(advice, "text", advisor.rulebook, color=True)
+    assert ANSI in coloured
+    plain = render(advice, "text", advisor.rulebook, color=False)
+    assert ANSI not in plain
+    tree = explain(advice, advice.recommendations[0], rulebook=advisor.rulebook) if advice.recommendations else None
+    if tree is not None:
+        assert ANSI in render_explanation(tree, "text", advisor.rulebook, color=True)
+        assert ANSI not in render_explanation(tree, "text", advisor.rulebook, color=False)
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_markdown_shows_every_recommendation_with_reasons_and_sources(path: Path, advisor: Any) -> None:
+    advice = advisor.advise(_load(path))
+    md = render(advice, "markdown", advisor.rulebook)
+    assert ANSI not in md
+    assert md.startswith("# Second opinion guidance\n")
+    for rec in advice.recommendations:
+        section = md.split(f"## {rec.title}\n", 1)[1].split("\n## ", 1)[0]
+        assert f"`{rec.kind}`" in section
+        assert "**Why**" in section and "**Sources**" in section
+        for rule_id in rec.rule_ids:
+            assert f"(rule {rule_id})" in section
+        for src in rec.sources:
+            assert f'"{src.section}" ({src.file})' in section
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_json_round_trips_the_advice(path: Path, advisor: Any) -> None:
+    advice = advisor.advise(_load(path))
+    text = render(advice, "json", advisor.rulebook)
+    assert Advice.from_json(text) == advice
+    data = json.loads(text)
+    assert [r["kind"] for r in data["recommendations"]] == list(advice.kinds)
+    assert all(r["sources"] and r["derivation"] for r in data["recommendations"])
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_derivation_trees_in_three_formats(path: Path, advisor: Any) -> None:
+    case = _load(path)
+    advice = advisor.advise(case)
+    for rec in advice.recommendations:
+        tree = explain(advice, rec, rulebook=advisor.rulebook, case=case)
+        text = " ".join(render_explanation(tree, "text", advisor.rulebook).split())
+        md = render_explanation(tree, "markdown", advisor.rulebook)
+        data = json.loads(render_explanation(tree, "json", advisor.rulebook))
+        assert data == json.loads(json.dumps(tree.to_dict()))
+        for rule_id in tree.rule_ids:
+            assert f"rule {rule_id}" in text
+            assert f"**Rule {rule_id}**" in md
+        for field in tree.fields:
+            assert field in text
+            assert f"`{field}`" in md
+        for src in tree.rules[0].sources:
+            assert src.file in text and src.file in md
+
+
+def test_why_not_in_three_formats(advisor: Any) -> None:
+    case = _load(EXAMPLES / "conflicting-opinions.json")
+    answer = why_not(case, "proceed_with_confidence", advisor=advisor)
+    text = " ".join(render_why_not(answer, "text").split())
+    assert "Why not proceed_with_confidence?" in text
+    assert "rule PROCEED-WHEN-AGREE" in text and "rule AGREE-JOIN" in text
+    assert "needs $.opinions[1].treatment to equal $.opinions[0].treatment" in text
+    md = render_why_not(answer, "markdown")
+    assert "**Rule AGREE-JOIN**" in md and "*did not match*" in md
+    assert json.loads(render_why_not(answer, "json")) == json.loads(json.dumps(answer.to_dict()))
+
+
+def test_next_questions_in_three_formats(advisor: Any) -> None:
+    case = _load(EXAMPLES / "minor-problem.json")
+    found = next_questions(case, advisor=advisor)
+    assert found, "the minor-problem case leaves questions open"
+    text = render_questions(found, "text")
+    md = render_questions(found, "markdown")
+    for n, q in enumerate(found, 1):
+        assert q.question in text and q.path in text
+        assert f"{n}. **{q.question}**" in md
+        for answer in q.answers:
+            assert f'If "{answer.label}"' in text
+    data = json.loads(render_questions(found, "json"))
+    assert [d["path"] for d in data] == [q.path for q in found]
+    assert all(d["answers"][0]["change"] == q.change for d, q in zip(data, found, strict=True))
+    # Advice with questions: JSON still reads back as Advice.
+    advice = advisor.advise(case)
+    with_questions = render(advice, "json", advisor.rulebook, questions=found)
+    assert Advice.from_json(with_questions) == advice
+    assert "Questions worth asking next" in render(advice, "text", advisor.rulebook, questions=found)
+
+
+def test_markdown_keeps_case_text_inert() -> None:
+    assert code("a `b` c") == "`` a `b` c ``"
+    assert escape("*bold* <b>x</b> [l](u)") == r"\*bold\* \<b\>x\</b\> \[l\]\(u\)"
+    case = {
+        "diagnosis": {"seriousness": "serious"},
+        "opinions": [
+            {"diagnosis": "<script>x</script>", "treatment": "surgery"},
+            {"diagnosis": "*other*", "treatment": "surgery"},
+        ],
+    }
+    advice = default_advisor().advise(case)
+    rec = advice.by_kind("resolve_conflict")
+    assert rec is not None
+    md = render_explanation(explain(advice, rec, case=case), "markdown")
+    assert "<script>" not in md.replace("`<script>x</script>`", "")
