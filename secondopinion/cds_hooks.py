@@ -135,19 +135,22 @@ def rule_url(rule: Rule) -> str | None:
 
 
 def _detail(rec: Recommendation, rulebook: Rulebook, disclaimer: str) -> str:
-    lines = [_md(rec.detail), ""]
-    lines += [f"- **{_md(label)}:** {_md(value)}" for label, value in details(rec)]
-    lines += [f"- **Evidence ({_md(ev.id)}):** {_md(ev.figure)}" for ev in rec.evidence]
+    blocks = [_md(rec.detail)]
+    facts = [f"- **{_md(label)}:** {_md(value)}" for label, value in details(rec)]
+    facts += [f"- **Evidence ({_md(ev.id)}):** {_md(ev.figure)}" for ev in rec.evidence]
+    if facts:
+        blocks.append("\n".join(facts))
     why = reasons(rec, rulebook)
     if why:
-        lines += ["", "**Why**", ""] + [f"- {_md(r)}" for r in why]
+        blocks += ["**Why**", "\n".join(f"- {_md(r)}" for r in why)]
     if rec.guidance:
-        lines += ["", f"**Guidance:** {_md(', '.join(rec.guidance))}"]
+        blocks.append(f"**Guidance:** {_md(', '.join(rec.guidance))}")
     cited = sources(rec, rulebook)
     if cited:
-        lines += ["", "**Sources**", ""] + [f"- {_md(s)}" for s in cited]
-    lines += ["", f"*{_md(disclaimer)}*"]
-    return "\n".join(lines).strip() + "\n"
+        blocks += ["**Sources**", "\n".join(f"- {_md(s)}" for s in cited)]
+    if disclaimer:
+        blocks.append(f"*{_md(disclaimer)}*")
+    return "\n\n".join(blocks) + "\n"
 
 
 def card(

@@ -456,3 +456,15 @@ def test_real_server_end_to_end(server: Server) -> None:
     printed = server.stop()
     assert "CDS Hooks service at" in printed
     assert SECRET not in printed
+
+
+def test_docs_list_every_recommendation_kind() -> None:
+    """docs/interop.md is the code system of card topics: it must define every kind."""
+    from secondopinion.recommendations import KINDS
+
+    text = (ROOT / "docs" / "interop.md").read_text("utf-8")
+    start = text.index("### Recommendation kinds")
+    section = text[start : text.index("\n## ", start)]
+    listed = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
+    assert listed == list(KINDS)
+    assert KIND_SYSTEM.endswith("docs/interop.md#recommendation-kinds")
