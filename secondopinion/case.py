@@ -207,9 +207,15 @@ class _Invalid(ValueError):
     """A structuring failure whose message is safe to show: it never holds the value."""
 
 
+MAX_DAYS = 36_500
+"""Most days a case may state (a hundred years; the engine holds 64-bit integers only)."""
+
+
 def _days(value: int | None) -> int | None:
     if value is not None and value < 0:
         raise _Invalid("must not be negative")
+    if value is not None and value > MAX_DAYS:
+        raise _Invalid(f"must be at most {MAX_DAYS}")
     return value
 
 
@@ -348,7 +354,10 @@ def _structure_tuple_of_opinions(value: Any, _type: Any) -> tuple[Opinion, ...]:
     return tuple(converter.structure(value, list[Opinion]))
 
 
-_UNSAFE_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
+UNSAFE_TEXT_PATTERN = "[\\u0000-\\u0008\\u000e-\\u001f\\u007f\\ud800-\\udfff]"
+"""The characters refused in free text, as a regular expression (Python and JSON Schema alike)."""
+
+_UNSAFE_TEXT = re.compile(UNSAFE_TEXT_PATTERN)
 """Characters refused in free text (tab, newline and the other whitespace controls are collapsed by ``_text``)."""
 
 
@@ -384,7 +393,8 @@ def _format_problem(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"
+        names = sorted(str(k)[:40] for k in exc.extra_fields)  # keys may be any JSON key (or any Python key)
+        return f"unknown field(s): {', '.join(names)}"
     name = getattr(type_, "__name__", None) or str(type_).replace("secondopinion.case.", "")
     choices = ""
     if isinstance(type_, type) and issubclass(type_, StrEnum):

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .advice_schema import advice_schema
-from .case import MAX_TEXT_LENGTH, Case, Opinion
+from .case import MAX_DAYS, MAX_TEXT_LENGTH, UNSAFE_TEXT_PATTERN, Case, Opinion
 from .rulebook import rules_schema
 
 __all__ = ["advice_schema", "case_schema", "rules_schema", "schema_for"]
@@ -27,9 +27,9 @@ def _field_schema(field: attrs.Attribute[Any]) -> dict[str, Any]:
     if isinstance(ftype, type) and issubclass(ftype, StrEnum):
         doc = {"enum": [m.value for m in ftype]}
     elif ftype == (int | None):
-        doc = {"type": ["integer", "null"], "minimum": 0}
+        doc = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_DAYS}
     elif ftype == (str | None):
-        doc = {"type": ["string", "null"], "maxLength": MAX_TEXT_LENGTH}
+        doc = {"type": ["string", "null"], "maxLength": MAX_TEXT_LENGTH, "pattern": f"^[^{UNSAFE_TEXT_PATTERN[1:]}*$"}
     elif ftype == tuple[Opinion, ...]:
         doc = {"type": "array", "items": {"$ref": "#/$defs/Opinion"}}
     elif ftype is not None and attrs.has(ftype):
