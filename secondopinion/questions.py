@@ -27,7 +27,8 @@ import attrs
 import yaml
 
 from .case import Case, case_fact_types, dump_case, load_case
-from .explain import condition_holds, conditions
+from .compiler import matches
+from .explain import condition_holds, conditions, test_holds
 from .rulebook import Condition, Derive, Recommend, Ref, Rule
 
 if TYPE_CHECKING:
@@ -258,6 +259,181 @@ def _with_answer(dumped: Mapping[str, Any], field: _Field, value: str | int) -> 
     return data
 
 
+Flip = str  # "", "gain", "lose" or "both": how a rule's match on the changed fact can move
+
+
+def _test_attrs(test: Any) -> set[str]:
+    return {c.attr for c in conditions((test,))}
+
+
+def _has_ref(test: Any) -> bool:
+    return any(isinstance(c.value, Ref) for c in conditions((test,)))
+
+
+def _flip(tests: Sequence[Any], attr: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> Flip:
+    """How changing ``attr`` from ``old`` to ``new`` moves a pattern's tests (those on other attributes hold still)."""
+    touched = [t for t in tests if attr in _test_attrs(t)]
+    if not touched:
+        return ""
+    if any(_has_ref(t) for t in touched):
+        return "both"
+    before = all(test_holds(t, old, {}) for t in touched)
+    after = all(test_holds(t, new, {}) for t in touched)
+    if before == after:
+        return ""
+    return "lose" if before else "gain"
+
+
+def _merge(a: Flip, b: Flip) -> Flip:
+    if not a or a == b:
+        return b or a
+    return a if not b else "both"
+
+
+class _Impact:
+    """Whether changing one field of one case fact could change the recommended kinds at all.
+
+    A sound over-approximation worked out on the base run, so that answers that
+    cannot matter need no engine run. A base firing is *lost* if its rule's
+    match on the changed fact fails with the new value, or a fact it matched
+    is lost (a derived fact is lost when every derivation of it is). A rule
+    *may gain* firings if its match on the changed fact starts to hold, or it
+    matches a derived type that may gain facts, or (held back by ``unless``)
+    what held it back may be lost; unless it is *blocked*: some pattern has no
+    candidate fact passing its tests that involve no other fact. A derive rule
+    that may gain adds a new fact unless it sets only fixed values and that
+    very fact exists already. A kind may change if it is absent and a rule that
+    recommends it may gain, or present and every firing that produced it may be
+    lost or held back. The test suite checks the shortcut against running every
+    answer.
+    """
+
+    def __init__(self, rules: Sequence[Rule], trace: Trace) -> None:
+        self.rules = tuple(rules)
+        self.derived = trace.session.derived
+        self.held = frozenset(d.rule_id for d in trace.suppressed)
+        self.kinds = _kinds(trace)
+        self.by_type: dict[str, list[Mapping[str, Any]]] = {}
+        for fact in trace.session.facts:
+            self.by_type.setdefault(str(fact["type"]), []).append(fact)
+        self.derivers = tuple(r for r in self.rules if isinstance(r.then, Derive))
+        self.makers: dict[str, tuple[Rule, ...]] = {}
+        for rule in self.rules:
+            if rule.recommends:
+                self.makers[rule.recommends] = (*self.makers.get(rule.recommends, ()), rule)
+        self.effective: dict[str, list[tuple[str, Mapping[str, str]]]] = {}
+        for firing in trace.session.firings:
+            kind = next((r.recommends for r in self.rules if r.id == firing.rule_id), None)
+            if kind and firing.rule_id not in self.held:
+                self.effective.setdefault(kind, []).append((firing.rule_id, firing.matched))
+        self.plain = {
+            r.id: tuple((p.fact, tuple(t for t in p.tests if not _has_ref(t))) for p in r.when) for r in self.rules
+        }
+        self.sets_fixed = {
+            r.id: not any(True for v in r.then.set.values() for _ in _refs(v))
+            for r in self.derivers
+            if isinstance(r.then, Derive)
+        }
+        self.existing = {_key({"type": f.type, **f.attributes}): f.fid for f in self.derived}
+
+    def may_change(self, fact_type: str, attr: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether changing ``attr`` of one case fact (``old``, of type ``fact_type``) to give ``new`` may change
+        the kinds."""
+        when: dict[str, Flip] = {}
+        unless: dict[str, Flip] = {}
+        for rule in self.rules:
+            for p in rule.when:
+                if p.fact == fact_type:
+                    when[rule.id] = _merge(when.get(rule.id, ""), _flip(p.tests, attr, old, new))
+            for u in rule.unless:
+                if u.fact == fact_type:
+                    unless[rule.id] = _merge(unless.get(rule.id, ""), _flip(u.tests, attr, old, new))
+
+        # Derived facts that may be lost (least fixpoint).
+        lost: set[str] = set()
+
+        changed_fid = old.get("fid")
+
+        def firing_lost(rule_id: str, matched: Mapping[str, str]) -> bool:
+            if when.get(rule_id, "") in ("lose", "both") and changed_fid in matched.values():
+                return True
+            return any(fid in lost for fid in matched.values())
+
+        changed = True
+        while changed:
+            changed = False
+            for fact in self.derived:
+                if fact.fid not in lost and all(firing_lost(f.rule_id, f.matched) for f in fact.derivations):
+                    lost.add(fact.fid)
+                    changed = True
+
+        # New derived facts that may appear (least fixpoint): by type, their content, or None when the
+        # content copies a matched fact's value and so cannot be known here.
+        gaining: dict[str, list[dict[str, Any]] | None] = {}
+        pools = dict(self.by_type)
+        pools[fact_type] = [new if f.get("fid") == old.get("fid") else f for f in self.by_type.get(fact_type, [])]
+
+        def blocked(rule: Rule) -> bool:
+            for pattern_type, plain in self.plain[rule.id]:
+                extra = gaining.get(pattern_type, [])
+                if extra is None:
+                    continue
+                pool = [*pools.get(pattern_type, []), *extra]
+                if not any(all(test_holds(t, f, {}) for t in plain) for f in pool):
+                    return True
+            return False
+
+        def unless_may_lose(rule: Rule) -> bool:
+            if unless.get(rule.id, "") in ("lose", "both"):
+                return True
+            return any(
+                f.get("fid") in lost and matches(f, u.fact, u.tests) for u in rule.unless for f in pools.get(u.fact, [])
+            )
+
+        def may_gain(rule: Rule) -> bool:
+            moved = when.get(rule.id, "") in ("gain", "both") or any(p.fact in gaining for p in rule.when)
+            if not moved and not (rule.id in self.held and unless_may_lose(rule)):
+                return False
+            return not blocked(rule)
+
+        changed = True
+        while changed:
+            changed = False
+            for rule in self.derivers:
+                spec = rule.then
+                assert isinstance(spec, Derive)
+                if gaining.get(spec.fact, []) is None or not may_gain(rule):
+                    continue
+                if not self.sets_fixed[rule.id]:
+                    gaining[spec.fact] = None
+                    changed = True
+                    continue
+                content = {"type": spec.fact, **spec.set}
+                there = self.existing.get(_key(content))
+                if (there is not None and there not in lost) or content in (gaining.get(spec.fact) or []):
+                    continue  # derives a fact that is there already
+                listed = gaining.setdefault(spec.fact, [])
+                assert listed is not None
+                listed.append(content)
+                changed = True
+
+        def unless_may_gain(rule: Rule) -> bool:
+            return unless.get(rule.id, "") in ("gain", "both") or any(u.fact in gaining for u in rule.unless)
+
+        for kind, makers in self.makers.items():
+            if kind not in self.kinds:
+                if any(may_gain(r) for r in makers):
+                    return True
+                continue
+            by_id = {r.id: r for r in makers}
+            if all(
+                firing_lost(rule_id, matched) or unless_may_gain(by_id[rule_id])
+                for rule_id, matched in self.effective.get(kind, [])
+            ):
+                return True
+        return False
+
+
 def _kinds(trace: Trace) -> frozenset[str]:
     return frozenset(rec.kind for rec in trace.recommendations)
 
@@ -268,22 +444,31 @@ def _key(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
+def _effect(question: Question, value: str | int, kinds: frozenset[str], base: frozenset[str]) -> AnswerEffect:
+    return AnswerEffect(value, question.label(value), tuple(sorted(kinds - base)), tuple(sorted(base - kinds)))
+
+
 def next_questions(
-    case: CaseLike, *, advisor: Advisor | None = None, limit: int | None = None
+    case: CaseLike, *, advisor: Advisor | None = None, limit: int | None = None, exhaustive: bool = False
 ) -> tuple[NextQuestion, ...]:
     """The questions whose answers would change the advice on ``case``, most change first.
 
     Only questions with at least one answer that adds or removes a
-    recommendation kind are returned (at most ``limit`` of them). Raises
-    :class:`~secondopinion.CaseError` for a bad case.
+    recommendation kind are returned (at most ``limit`` of them).
+    ``exhaustive`` runs the rules on every answer instead of taking the
+    shortcuts described in this module (same result, slower; for checking).
+    Raises :class:`~secondopinion.CaseError` for a bad case.
     """
     from .advisor import default_advisor
 
     adv = advisor if advisor is not None else default_advisor()
     checked = load_case(case)
-    base = _kinds(adv.trace(checked))
+    trace = adv.trace(checked)
+    base = _kinds(trace)
     usage = rule_usage(adv.rules)
     dumped = dump_case(checked)
+    impact = _Impact(adv.rules, trace)
+    base_facts = {str(f["fid"]): f for f in trace.session.facts}
     cache: dict[str, frozenset[str]] = {}
 
     def run(data: dict[str, Any]) -> frozenset[str]:
@@ -299,19 +484,23 @@ def next_questions(
         by_signature: dict[tuple[bool, ...], frozenset[str]] = {}
         effects: list[AnswerEffect] = []
         for value in field.values:
-            if field.use.joined:
+            if exhaustive or field.use.joined:
                 kinds = run(_with_answer(dumped, field, value))
+                effects.append(_effect(question, value, kinds, base))
+                continue
+            signature = _signature(field, value)
+            if signature == current:
+                kinds = base
+            elif signature in by_signature:
+                kinds = by_signature[signature]
             else:
-                signature = _signature(field, value)
-                if signature == current:
-                    kinds = base
-                elif signature in by_signature:
-                    kinds = by_signature[signature]
+                old = base_facts[field.fact if field.opinion is None else f"opinion[{field.opinion}]"]
+                if impact.may_change(field.fact, field.attr, old, {**old, field.attr: value}):
+                    kinds = run(_with_answer(dumped, field, value))
                 else:
-                    kinds = by_signature[signature] = run(_with_answer(dumped, field, value))
-            effects.append(
-                AnswerEffect(value, question.label(value), tuple(sorted(kinds - base)), tuple(sorted(base - kinds)))
-            )
+                    kinds = base
+                by_signature[signature] = kinds
+            effects.append(_effect(question, value, kinds, base))
         most = max((e.change for e in effects), default=0)
         if most == 0:
             continue

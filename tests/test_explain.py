@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import textstat
+from casegen import random_case
 
 import secondopinion
 from secondopinion import Advice, Advisor, Rulebook, default_advisor, load_case
@@ -359,6 +361,27 @@ def test_every_claimed_effect_is_what_re_advising_gives(path: Path) -> None:
             else:
                 assert after == base, (q.path, value)
         assert q.change == max(a.change for a in q.answers)
+
+
+def _same_as_exhaustive(cases: list[dict[str, Any]]) -> int:
+    advisor = default_advisor()
+    asked = 0
+    for case in cases:
+        quick = next_questions(case, advisor=advisor)
+        assert quick == next_questions(case, advisor=advisor, exhaustive=True), case
+        asked += len(quick)
+    return asked
+
+
+def test_the_shortcuts_give_what_running_every_answer_gives() -> None:
+    """Grouping answers and skipping those that cannot matter must not change a single question or effect."""
+    assert _same_as_exhaustive([json.loads(p.read_text()) for p in CASES]) > 30
+
+
+@pytest.mark.slow
+def test_the_shortcuts_hold_on_varied_generated_cases() -> None:
+    rng = random.Random(4)
+    assert _same_as_exhaustive([random_case(rng, labelled_opinions=False) for _ in range(40)]) > 40
 
 
 def test_questions_cover_every_askable_field_in_plain_words() -> None:
