@@ -24,8 +24,8 @@ hazards found while writing this adapter, see below):
     are identified by their ``fid``: a repeated fid is refused.  Facts with
     different fids are different facts even when otherwise equal (the fid is part
     of the content durable sees, so it never reports them as "observed").
-6.  For every fact type named in a pattern an internal sink rule joins that type
-    with a never-asserted ``__never__`` fact, so every such fact is "handled".
+6.  An internal sink rule joins every fact type named in a pattern with a
+    never-asserted ``__never__`` fact, so every such fact is "handled".
     Facts whose type no pattern names are *not sent to durable* (they can match
     nothing) but are still part of ``SessionResult.facts``; ``Engine.fact_types``
     lets callers check a case against a rule set.  durable's
@@ -56,7 +56,8 @@ hazards found while writing this adapter, see below):
     Engine registers under its own unique ruleset name on its own Host.
 
 Hazards found while writing this adapter (durable-rules 2.0.28, CPython 3.11),
-each refused with :class:`RulesetError` (rules) or :class:`EngineError` (facts):
+each refused with :class:`RulesetError` (rules) or :class:`EngineError` (facts),
+or worked around by rewriting the rules durable gets:
 
 A1. A pattern object with several keys, ``{"type": "x", "dx": "a"}``, is
     matched on its *first* key only; the others are silently ignored.  Every
@@ -80,6 +81,26 @@ A6. Ruleset names containing ``$state`` or ``$flow`` are turned into state or
     flow charts: Engine names must match ``[A-Za-z0-9_.-]+``.  Binding names
     such as ``m$not`` / ``m$any`` / ``m$all`` are negation and nested
     quantifiers: binding names must be identifiers.
+A7. When the *last* join condition (a comparison with another binding's field)
+    of an ``$and`` is false, durable's ``reduceExpressionSequence`` scans past
+    the end of the expression array for an end marker: it reads uninitialised
+    memory and, depending on the heap, segfaults.  An always-true join (``sid``
+    equals the first binding's ``sid``) is appended after the last join.
+A8. Join conditions that follow a nested ``$and``/``$or`` are silently ignored,
+    and an ``$or`` of joins whose last alternative is true overruns like A7.
+    ``$and`` lists are flattened; each ``$or`` containing a join is expanded
+    into separate durable rules (variants, named ``<rule id>~<n>``, at most
+    ``MAX_VARIANTS``); join-free ``$or`` groups (evaluated per fact, correctly)
+    are placed after all joins; ``{}`` (true) is simplified away.
+A9. A join comparing a missing attribute aborts the whole call (error 311;
+    ``null`` on the left and lists give 312).  ``$ex`` conditions for both
+    fields are added to the two bindings' patterns (every binding belongs to the
+    one rule, so this only drops facts that could never satisfy the join: a
+    comparison with a missing attribute is false).  ``None`` values are refused
+    (leave absent attributes out) and so are lists in fields used by joins.
+A10. A fact that satisfies several alternatives of a ``$or`` activates the rule
+    once per alternative; rule variants can match one tuple more than once.
+    A rule fires at most once per tuple of matched facts.
 
 Negation (``$not``, ``none``) is refused: durable does not retract an
 activation when the negated fact arrives later, so the project evaluates
@@ -136,7 +157,7 @@ _PRI_LIMIT = 2**31
 _SESSION_TYPE = "__session__"
 _NEVER_TYPE = "__never__"
 _OPEN_RULE = "__open"
-_SINK_PREFIX = "__sink"
+_SINK_RULE = "__sink"
 _RESERVED_FACT_KEYS = frozenset({"sid", "id"})
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -473,17 +494,48 @@ def _leaf_join(leaf: Mapping[str, Any], rule_id: str) -> tuple[str, set[tuple[st
     return (field, refs) if refs else None
 
 
-def _dnf(node: Mapping[str, Any], rule_id: str) -> list[list[dict[str, Any]]]:
-    """A pattern as a disjunction of conjunctions of single conditions.
+def _has_join(node: Mapping[str, Any], rule_id: str) -> bool:
+    """Whether a condition or group compares with another binding anywhere."""
+    if not node:
+        return False
+    ((key, value),) = node.items()
+    if key in ("$and", "$or"):
+        return any(_has_join(child, rule_id) for child in value)
+    return _leaf_join(node, rule_id) is not None
 
-    durable evaluates nested ``$and``/``$or`` joins wrongly (hazard A8: join
+
+def _simplify(node: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A join-free group without empty objects (``{}`` is "true", which durable
+    cannot parse); ``None`` if the group is always true."""
+    if not node:
+        return None
+    ((key, value),) = node.items()
+    if key not in ("$and", "$or"):
+        return dict(node)
+    children = [_simplify(child) for child in value]
+    if key == "$or" and any(child is None for child in children):
+        return None
+    kept = [child for child in children if child is not None]
+    return {key: kept} if kept else None
+
+
+def _dnf(node: Mapping[str, Any], rule_id: str) -> list[list[dict[str, Any]]]:
+    """A pattern as a disjunction of conjunctions: single conditions and
+    join-free ``$or`` groups.
+
+    durable evaluates nested ``$and``/``$or`` in joins wrongly (hazard A8: join
     conditions after a nested list are ignored; a ``$or`` whose last join is
-    true reads out of bounds), so the adapter hands it conjunctions only and
-    expands every ``$or`` into separate rule variants.
+    true reads out of bounds).  So ``$and`` lists are flattened and every ``$or``
+    that contains a join becomes separate rule variants; join-free ``$or``
+    groups are kept (durable evaluates them per fact, correctly) and placed
+    after all joins (see :func:`_conjunction`).
     """
     if not node:
         return [[]]  # the empty object: "true"
     ((key, value),) = node.items()
+    if key == "$or" and not _has_join(node, rule_id):
+        group = _simplify(node)
+        return [[group] if group is not None else []]
     if key == "$and":
         result: list[list[dict[str, Any]]] = [[]]
         for child in value:
@@ -528,11 +580,15 @@ def _conjunction(
     """
     names = [name for name, _type in bindings]
     joins: list[list[dict[str, Any]]] = [[] for _ in bindings]
+    groups: list[list[dict[str, Any]]] = [[] for _ in bindings]
     plain: list[list[dict[str, Any]]] = [[{"type": fact_type}] for _name, fact_type in bindings]
     needs: dict[str, set[str]] = {name: set() for name in names}
     for position, conditions in enumerate(alternatives):
         earlier = names[:position]
         for leaf in conditions:
+            if "$or" in leaf or "$and" in leaf:
+                groups[position].append(leaf)  # join-free: after the joins (A8)
+                continue
             if set(leaf) == {"type"} and isinstance(leaf["type"], str):
                 if leaf["type"] != bindings[position][1]:
                     return None  # an alternative demanding another type never matches
@@ -553,7 +609,7 @@ def _conjunction(
     for position, name in enumerate(names):
         guards = [{"$ex": {field: 1}} for field in sorted(needs[name])]
         sentinel = [{"sid": {names[0]: "sid"}}] if joins[position] else []
-        parts = plain[position] + guards + joins[position] + sentinel
+        parts = plain[position] + guards + joins[position] + sentinel + groups[position]
         conditions_all.append({name: parts[0] if len(parts) == 1 else {"$and": parts}})
     return conditions_all, needs
 
@@ -680,12 +736,9 @@ class Engine:
             types |= compiled.types
             for fact_type, fields in compiled.join_fields.items():
                 join_fields.setdefault(fact_type, set()).update(fields)
-            several = len(compiled.variants) > 1
             for variant, definition in compiled.variants.items():
                 definitions[variant] = definition
-                actions[variant] = self._make_action(
-                    rule_id, compiled.binding_names, derive.get(rule_id), once_per_match=several
-                )
+                actions[variant] = self._make_action(rule_id, compiled.binding_names, derive.get(rule_id))
 
         # Internal rules (hazards 2 and 6).  Their actions are one-parameter too.
         definitions[_OPEN_RULE] = {
@@ -694,14 +747,17 @@ class Engine:
             "run": _OPEN_RULE,
         }
         actions[_OPEN_RULE] = self._open_action
-        for index, fact_type in enumerate(sorted(types)):
-            sink = f"{_SINK_PREFIX}{index}"
-            definitions[sink] = {
-                "all": [{"f": {"type": fact_type}}, {"n": {"type": _NEVER_TYPE}}],
-                "pri": 0,
-                "run": sink,
-            }
-            actions[sink] = self._sink_action
+        # One sink for all types: a join-free "$or" is evaluated per fact (A8).
+        sink_types = [{"type": fact_type} for fact_type in sorted(types)]
+        definitions[_SINK_RULE] = {
+            "all": [
+                {"f": sink_types[0] if len(sink_types) == 1 else {"$or": sink_types}},
+                {"n": {"type": _NEVER_TYPE}},
+            ],
+            "pri": 0,
+            "run": _SINK_RULE,
+        }
+        actions[_SINK_RULE] = self._sink_action
 
         self.fact_types = frozenset(types)
         self._join_fields = {t: tuple(sorted(f)) for t, f in join_fields.items()}
@@ -725,20 +781,16 @@ class Engine:
         rule_id: str,
         binding_names: tuple[str, ...],
         derive: DeriveFn | None,
-        *,
-        once_per_match: bool,
     ) -> Callable[[Any], None]:
         """Build the durable action of one rule variant.
 
         Hazard 7: it must take exactly one parameter (no defaults either: durable
         counts ``co_argcount``), and it must never let an exception reach durable.
-        ``once_per_match``: the rule has several variants (``$or``), so a match
-        already recorded by another variant is ignored.
         """
         engine = self
 
         def action(c: Any) -> None:
-            engine._fire(rule_id, binding_names, derive, once_per_match, c)
+            engine._fire(rule_id, binding_names, derive, c)
 
         return action
 
@@ -756,21 +808,24 @@ class Engine:
         rule_id: str,
         binding_names: tuple[str, ...],
         derive: DeriveFn | None,
-        once_per_match: bool,
         c: Any,
     ) -> None:
-        """Record a firing and, for deriving rules, derive and assert a fact."""
+        """Record a firing and, for deriving rules, derive and assert a fact.
+
+        A rule fires at most once per tuple of matched facts (hazard A10: durable
+        activates a rule once per satisfied ``$or`` alternative, and a rule with
+        several variants may match one tuple in more than one of them).
+        """
         ctx = self._ctx
         if ctx is None or ctx.action_error is not None or ctx.failure is not None:
             return
         try:
             message = c._m
             matched = {name: message[name]["fid"] for name in binding_names}
-            if once_per_match:
-                key = (rule_id, *matched.values())
-                if key in ctx.seen:
-                    return
-                ctx.seen.add(key)
+            key = (rule_id, *matched.values())
+            if key in ctx.seen:
+                return
+            ctx.seen.add(key)
             firing = Firing(rule_id, matched)
             ctx.firings.append(firing)
             if derive is None:

@@ -597,7 +597,8 @@ def test_action_over_the_lease_is_an_engine_error(monkeypatch: pytest.MonkeyPatc
 # Hazard 8: no truth maintenance; each run is a fresh session holding only
 # its own facts.
 def test_a_run_holds_nothing_from_the_previous_run() -> None:
-    eng = conflict_engine()
+    # every session gets the same sid: only a fresh session per run keeps them apart
+    eng = conflict_engine(sid_factory=lambda: "same-sid")
     first = eng.run([opinion(0, "a"), opinion(1, "b"), opinion(2, "c")])
     assert len(first.derived) == 3
     second = eng.run([opinion(5, "x")])
@@ -709,7 +710,7 @@ def test_concurrent_runs_equal_sequential_runs() -> None:
         n = 2 + (thread + i) % 4
         return [opinion(k, alphabet[(thread * 7 + i * 3 + k * k) % 4]) for k in range(n)]
 
-    threads, runs = 8, 250
+    threads, runs = 8, 150
     expected = {(t, i): eng.run(case(t, i)) for t in range(threads) for i in range(runs)}
     got: dict[tuple[int, int], SessionResult] = {}
     errors: list[BaseException] = []
@@ -964,31 +965,58 @@ def test_join_after_nested_group_is_evaluated(nested: dict[str, Any]) -> None:
     ]
 
 
-# Hazard A8: a match satisfying several "$or" alternatives (rule variants)
-# fires and derives once; each alternative is honoured on its own.
-def test_or_alternatives_fire_once_per_match() -> None:
-    rule = {
-        "all": [{"o": {"$and": [{"type": "opinion"}, {"$or": [{"dx": "x"}, {"index": 1}, {"$gt": {"index": 5}}]}]}}]
-    }
+# Hazard A10: durable activates a rule once per satisfied alternative of a
+# join-free "$or" (opinion[1] and opinion[6] below would fire twice); a rule
+# fires and derives at most once per tuple of matched facts.
+def test_fact_satisfying_several_alternatives_fires_once() -> None:
+    any_of = {"$or": [{"dx": "x"}, {"index": 1}, {"$gt": {"index": 5}}]}
+    rule = {"all": [{"o": {"$and": [{"type": "opinion"}, any_of]}}]}
     result = Engine({"r": rule}, {"r": lambda b: {"type": "hit", "of": b["o"]["fid"]}}).run(
-        [opinion(0, "x"), opinion(1, "x"), opinion(2, "z"), opinion(6, "z")]
+        [opinion(0, "x"), opinion(1, "x"), opinion(2, "z"), opinion(6, "x")]
     )
     assert sorted(f.matched["o"] for f in result.firings) == ["opinion[0]", "opinion[1]", "opinion[6]"]
     assert [len(d.derivations) for d in result.derived] == [1, 1, 1]
 
 
-def test_alternative_demanding_another_type_never_matches() -> None:
-    rule = {"all": [{"o": {"$and": [{"type": "opinion"}, {"$or": [{"type": "conflict"}, {"dx": "x"}]}]}}]}
+# Hazards A8/A10: a "$or" of joins becomes rule variants; a tuple satisfying
+# several of them fires once, under the rule's own id.
+def test_pair_satisfying_several_join_alternatives_fires_once() -> None:
+    differs = {"$or": [{"$neq": {"dx": {"a": "dx"}}}, {"$neq": {"note": {"a": "note"}}}]}
+    rule = {
+        "all": [
+            {"a": {"type": "opinion"}},
+            {"b": {"$and": [{"type": "opinion"}, {"$gt": {"index": {"a": "index"}}}, differs]}},
+        ]
+    }
+    facts = [
+        {**opinion(0, "x"), "note": "n"},
+        {**opinion(1, "y"), "note": "m"},  # differs from opinion[0] in both
+        {**opinion(2, "x"), "note": "n"},  # differs from opinion[1] in both, from [0] in none
+    ]
+    result = Engine({"r": rule}, {"r": derive_conflict}).run(facts)
+    assert pairs_of(result, "r") == [("opinion[0]", "opinion[1]"), ("opinion[1]", "opinion[2]")]
+    assert {f.rule_id for f in result.firings} == {"r"}
+    assert [len(d.derivations) for d in result.derived] == [1, 1]
+
+
+def test_join_alternative_demanding_another_type_is_dropped() -> None:
+    other_type = {"$and": [{"type": "conflict"}, {"$gt": {"index": {"a": "index"}}}]}
+    rule = {
+        "all": [
+            {"a": {"type": "opinion"}},
+            {"b": {"$and": [{"type": "opinion"}, {"$or": [other_type, {"$lt": {"index": {"a": "index"}}}]}]}},
+        ]
+    }
     result = Engine({"r": rule}, {}).run([opinion(0, "x"), opinion(1, "y")])
-    assert [f.matched["o"] for f in result.firings] == ["opinion[0]"]
-    never = {"$or": [{"type": "conflict"}, {"type": "flag"}]}
+    assert pairs_of(result, "r") == [("opinion[1]", "opinion[0]")]
+    never = {"$or": [other_type, {"$and": [{"type": "flag"}, {"$lt": {"index": {"a": "index"}}}]}]}
     with pytest.raises(RulesetError, match="never match"):
-        Engine({"r": {"all": [{"o": {"$and": [{"type": "opinion"}, never]}}]}}, {})
+        Engine({"r": {"all": [{"a": {"type": "opinion"}}, {"b": {"$and": [{"type": "opinion"}, never]}}]}}, {})
 
 
 def test_too_many_or_variants_are_refused() -> None:
-    many = {"$or": [{"index": i} for i in range(12)]}
-    rule = {"all": [{"o": {"$and": [{"type": "opinion"}, many, many]}}]}
+    many = {"$or": [{"$neq": {"index": {"a": f"k{i}"}}} for i in range(12)]}
+    rule = {"all": [{"a": {"type": "opinion"}}, {"b": {"$and": [{"type": "opinion"}, many, many]}}]}
     with pytest.raises(RulesetError, match="variants"):
         Engine({"r": rule}, {})
 
