@@ -76,9 +76,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
-        # The type only: an exception message could hold part of a case.
-        _log.error("internal error while answering a CDS Hooks call: %s", type(exc).__name__)
-        return JSONResponse({"error": "internal_error", "message": "the service failed"}, status_code=500)
+        return _internal_error(exc)
 
     @app.get("/cds-services")
     async def services() -> dict[str, Any]:
@@ -96,12 +94,21 @@ def create_app(
             body += chunk
             if len(body) > MAX_BODY_BYTES:
                 return _too_large()
-        status, payload = await run_in_threadpool(
-            lambda: handle(body, get_advisor(), fhir_version=fhir_version, accept_prefetch=accept_prefetch)
-        )
+        try:
+            status, payload = await run_in_threadpool(
+                lambda: handle(body, get_advisor(), fhir_version=fhir_version, accept_prefetch=accept_prefetch)
+            )
+        except Exception as exc:  # answered here so that no traceback (which could quote a case) reaches the log
+            return _internal_error(exc)
         return JSONResponse(payload, status_code=status)
 
     return app
+
+
+def _internal_error(exc: Exception) -> JSONResponse:
+    """A 500 answer; the log gets the exception type only, since its message could hold part of a case."""
+    _log.error("internal error while answering a CDS Hooks call: %s", type(exc).__name__)
+    return JSONResponse({"error": "internal_error", "message": "the service failed"}, status_code=500)
 
 
 def _too_large() -> JSONResponse:

@@ -468,3 +468,17 @@ def test_docs_list_every_recommendation_kind() -> None:
     listed = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
     assert listed == list(KINDS)
     assert KIND_SYSTEM.endswith("docs/interop.md#recommendation-kinds")
+
+
+def test_an_internal_failure_gets_500_and_logs_no_case_value(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(secondopinion.Advisor):
+        def advise(self, case: Any) -> Any:
+            raise RuntimeError(f"failed on {SECRET}")
+
+    broken = Client(create_app(Broken()))
+    with caplog.at_level("DEBUG"):
+        response = broken.post(f"/cds-services/{SERVICE_ID}", json=hook_request({"case": {}}))
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error", "message": "the service failed"}
+    assert "RuntimeError" in caplog.text
+    assert SECRET not in caplog.text + response.text
