@@ -81,6 +81,10 @@ class RuleFileError(ValueError):
         body = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} problem(s) in rule files:\n{body}")
 
+    def __reduce__(self) -> tuple[type[RuleFileError], tuple[list[RuleProblem]]]:
+        """Pickle by problems, so the error crosses process boundaries intact (batch, dask)."""
+        return (type(self), (list(self.problems),))
+
 
 # --------------------------------------------------------------------------- safe YAML with lines
 
@@ -100,7 +104,18 @@ class _Seq(list[Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that records lines, keeps yes/no/on/off and dates as plain text, and refuses duplicate keys."""
+    """SafeLoader that records lines, keeps yes/no/on/off and dates as plain text, and refuses duplicate keys.
+
+    It also refuses aliases (``*name``): nested aliases let a few lines stand for
+    millions of nodes ("billion laughs"), which checking would then walk and quote.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            peek: Any = self.peek_event  # untyped in types-PyYAML
+            mark = peek().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in rule files", mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -431,7 +446,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "oneOf":
         return f"invalid value at {where}: not a value, a list of values, a reference or one operator"
-    return f"invalid at {where}: {error.message}"
+    message = error.message if len(error.message) <= 300 else error.message[:300] + " ..."
+    return f"invalid at {where}: {message}"
 
 
 @attrs.frozen
