@@ -312,6 +312,10 @@ def _rebase(problems: Sequence[str], root: str) -> list[str]:
     return [re.sub(r"@ \$(?=\.|\[|$)", f"@ {root}", p) for p in problems]
 
 
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
+
+
 def case_from_request(
     request: HookRequest, *, fhir_version: str = "R4B", accept_prefetch: bool | None = None
 ) -> tuple[Case, dict[str, Any] | None]:
@@ -329,7 +333,9 @@ def case_from_request(
             ) from None
     use_prefetch = fhir_available() if accept_prefetch is None else accept_prefetch
     known = {k: v for k, v in (request.prefetch or {}).items() if k in PREFETCH}
-    if not use_prefetch or not any(v is not None for v in known.values()):
+    # A null value means no data; an OperationOutcome means the client failed to fetch it (CDS Hooks 2.0).
+    fetched = [v for v in known.values() if v is not None and not _is_outcome(v)]
+    if not use_prefetch or not fetched:
         wanted = "context.case or the FHIR prefetch data" if use_prefetch else "context.case"
         raise CdsError(412, "no_case", f"nothing to advise on: send {wanted}")
     from . import fhir

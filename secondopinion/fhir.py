@@ -1,13 +1,14 @@
 """FHIR in and out: a Case from a FHIR Bundle, and Advice as a GuidanceResponse.
 
 Needs the ``fhir`` extra (``pip install 'secondopinion[fhir]'``), which brings
-`fhir.resources <https://pypi.org/project/fhir.resources/>`_; every resource
-this module reads that it maps is validated with it, and every resource it
-writes is built through it.
+`fhir.resources <https://pypi.org/project/fhir.resources/>`_, which validates
+the resources this module maps and every resource it writes.
 
 **In.** :func:`case_from_bundle` reads a Bundle (R4B, which also reads R4
-data, or R5) and :func:`case_from_prefetch` reads CDS Hooks prefetch data. They
-map only what the FHIR data states without doubt and report everything else:
+data, or R5) and :func:`case_from_prefetch` reads CDS Hooks prefetch data.
+Every Patient, Condition, ServiceRequest, Procedure and Coverage is validated
+with fhir.resources first. They map only what the FHIR data states without
+doubt and report everything else:
 
 * ``Patient.birthDate`` -> ``patient.age_group`` (child under 18 on the day of
   the mapping; a partial date that cannot tell is reported).
@@ -489,6 +490,8 @@ def _build(
             _map_surgery(m, path, res, deadlines)
         elif rtype == "Coverage":
             _map_coverage(m, path, res)
+        elif rtype == "OperationOutcome":
+            m.skip(path, "an OperationOutcome: the data could not be fetched")
         elif rtype not in ("Patient", "Condition"):
             m.skip(path, f"{rtype} resources are not mapped")
     if deadlines:

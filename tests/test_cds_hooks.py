@@ -482,3 +482,17 @@ def test_an_internal_failure_gets_500_and_logs_no_case_value(caplog: pytest.LogC
     assert response.json() == {"error": "internal_error", "message": "the service failed"}
     assert "RuntimeError" in caplog.text
     assert SECRET not in caplog.text + response.text
+
+
+def test_prefetch_the_client_could_not_fetch_counts_as_missing(client: Client) -> None:
+    failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    only_failures = client.post(
+        f"/cds-services/{SERVICE_ID}", json=hook_request({}, prefetch={"patient": failed, "conditions": None})
+    )
+    assert only_failures.status_code == 412
+    prefetch = {**surgery_prefetch(), "coverage": failed}
+    partial = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request({}, prefetch=prefetch))
+    assert partial.status_code == 200
+    unmapped = partial.json()["extension"]["io.github.secondopinion.fhir-mapping"]["unmapped"]
+    reason = "an OperationOutcome: the data could not be fetched"
+    assert unmapped == [{"fhir_path": "prefetch.coverage", "reason": reason}]
