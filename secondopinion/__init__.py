@@ -13,6 +13,8 @@ This is guidance about second opinions, not medical advice.
 from .advisor import Advisor, Trace, advise, default_advisor
 from .case import Case, CaseError, case_facts, dump_case, load_case
 from .engine import ActionError, EngineError
+from .explain import Explanation, WhyNot, why_not
+from .questions import NextQuestion, next_questions
 from .recommendations import DISCLAIMER, KINDS, Advice, Priority, Recommendation
 from .rulebook import Rule, Rulebook, RuleFileError
 
@@ -27,16 +29,21 @@ __all__ = [
     "Case",
     "CaseError",
     "EngineError",
+    "Explanation",
+    "NextQuestion",
     "Priority",
     "Recommendation",
     "Rule",
     "RuleFileError",
     "Rulebook",
     "Trace",
+    "WhyNot",
     "__version__",
     "advise",
     "case_facts",
     "default_advisor",
     "dump_case",
     "load_case",
+    "next_questions",
+    "why_not",
 ]

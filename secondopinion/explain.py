@@ -357,12 +357,16 @@ class RuleNode:
 
 @attrs.frozen
 class Explanation:
-    """Why one recommendation was made: one :class:`RuleNode` per rule that made it."""
+    """Why one recommendation was made: one :class:`RuleNode` per rule that made it.
+
+    ``documents`` gives the title of each source document cited in the tree, by file name.
+    """
 
     kind: str
     title: str
     priority: str
     rules: tuple[RuleNode, ...]
+    documents: Mapping[str, str] = attrs.field(factory=dict)
 
     def walk(self) -> Iterator[RuleNode | FactNode]:
         """Every node of the tree, depth first."""
@@ -574,7 +578,10 @@ def explain(
     facts = {str(f["fid"]): f for f in case_facts(load_case(case))} if case is not None else None
     explainer = _Explainer(advice, book, facts)
     rules = tuple(explainer.rule_node(d, ()) for d in rec.derivation)
-    return Explanation(rec.kind, rec.title, rec.priority.value, rules)
+    tree = Explanation(rec.kind, rec.title, rec.priority.value, rules)
+    cited = {src.file for node in tree.walk() if isinstance(node, RuleNode) for src in node.sources}
+    titles = {f: book.documents[f].title for f in sorted(cited) if f in book.documents}
+    return attrs.evolve(tree, documents=titles)
 
 
 # --------------------------------------------------------------------------- why not

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ..explain import direct_reasons
+from ..explain import Explanation, direct_reasons
 from ..recommendations import Recommendation, SetDeadline, SourceRef
 from ..rulebook import Rulebook
 
-__all__ = ["details", "kind_label", "reasons", "source_line", "sources", "value_text"]
+__all__ = ["details", "document_titles", "kind_label", "reasons", "source_line", "sources", "value_text"]
 
 
 def _label(name: str) -> str:
@@ -71,13 +72,22 @@ def reasons(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def source_line(src: SourceRef, rulebook: Rulebook | None) -> str:
-    """One source as 'Title, "section" (file)'."""
+def source_line(src: SourceRef, rulebook: Rulebook | None, titles: Mapping[str, str] | None = None) -> str:
+    """One source as 'Title, "section" (file)'; the title from the rulebook, else from ``titles``."""
     doc = rulebook.documents.get(src.file) if rulebook is not None else None
-    title = f"{doc.title}, " if doc is not None else ""
+    name = doc.title if doc is not None else (titles or {}).get(src.file)
+    title = f"{name}, " if name else ""
     return f'{title}"{src.section}" ({src.file})'
 
 
 def sources(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
     """The sources of a recommendation as 'Title, "section" (file)' lines."""
     return [source_line(src, rulebook) for src in rec.sources]
+
+
+def document_titles(explanation: Explanation, rulebook: Rulebook | None) -> dict[str, str]:
+    """Source document titles by file name: those the explanation carries, and the rulebook's."""
+    titles = dict(explanation.documents)
+    if rulebook is not None:
+        titles.update({f: d.title for f, d in rulebook.documents.items()})
+    return titles

@@ -11,7 +11,7 @@ from ..explain import Check, Explanation, FactNode, RuleNode, RuleOutcome, WhyNo
 from ..questions import NextQuestion
 from ..recommendations import Advice
 from ..rulebook import Rulebook
-from .common import details, kind_label, reasons, source_line, sources, value_text
+from .common import details, document_titles, kind_label, reasons, source_line, sources, value_text
 
 __all__ = ["explanation_markdown", "questions_markdown", "render_markdown", "why_not_markdown"]
 
@@ -78,7 +78,7 @@ def _check(check: Check, indent: str) -> list[str]:
     return [f"{indent}- ✓ {escape(check.text)}{_values(check.values)}"]
 
 
-def _fact(node: FactNode, indent: str, rulebook: Rulebook | None, seen: set[str]) -> list[str]:
+def _fact(node: FactNode, indent: str, titles: Mapping[str, str], seen: set[str]) -> list[str]:
     if node.is_case_fact:
         head = f"{indent}- Case field {code(str(node.path))}"
     else:
@@ -93,11 +93,11 @@ def _fact(node: FactNode, indent: str, rulebook: Rulebook | None, seen: set[str]
     for check in node.checks:
         lines += _check(check, indent + "  ")
     for rule in node.derived_by:
-        lines += _rule(rule, indent + "  ", rulebook, seen)
+        lines += _rule(rule, indent + "  ", titles, seen)
     return lines
 
 
-def _rule(node: RuleNode, indent: str, rulebook: Rulebook | None, seen: set[str]) -> list[str]:
+def _rule(node: RuleNode, indent: str, titles: Mapping[str, str], seen: set[str]) -> list[str]:
     title = f": {node.title}" if node.title else " (not in the rulebook)"
     first = node.rule_id not in seen
     seen.add(node.rule_id)
@@ -106,11 +106,11 @@ def _rule(node: RuleNode, indent: str, rulebook: Rulebook | None, seen: set[str]
     if first and node.rationale:
         lines.append(f"{inner}- *Rationale:* {node.rationale}")
     if first and node.sources:
-        lines.append(f"{inner}- *Sources:* " + "; ".join(source_line(s, rulebook) for s in node.sources))
+        lines.append(f"{inner}- *Sources:* " + "; ".join(source_line(s, None, titles) for s in node.sources))
     for unless in node.unless:
         lines.append(f"{inner}- *{escape(unless)}* (none was)")
     for fact in node.matched:
-        lines += _fact(fact, inner, rulebook, seen)
+        lines += _fact(fact, inner, titles, seen)
     return lines
 
 
@@ -124,7 +124,7 @@ def explanation_markdown(explanation: Explanation, rulebook: Rulebook | None = N
     ]
     seen: set[str] = set()
     for rule in explanation.rules:
-        lines += _rule(rule, "", rulebook, seen)
+        lines += _rule(rule, "", document_titles(explanation, rulebook), seen)
     if explanation.fields:
         lines += ["", "**Depends on:** " + ", ".join(code(f) for f in explanation.fields)]
     return "\n".join(lines).rstrip() + "\n"

@@ -15,7 +15,7 @@ from ..explain import Check, Explanation, FactNode, Failure, RuleNode, RuleOutco
 from ..questions import NextQuestion
 from ..recommendations import Advice, Priority
 from ..rulebook import Rulebook
-from .common import details, kind_label, reasons, source_line, sources, value_text
+from .common import details, document_titles, kind_label, reasons, source_line, sources, value_text
 
 __all__ = ["explanation_text", "questions_text", "render_text", "why_not_text"]
 
@@ -113,7 +113,7 @@ def _check_label(check: Check) -> Text:
     return label
 
 
-def _rule_label(node: RuleNode, rulebook: Rulebook | None, first: bool) -> Text:
+def _rule_label(node: RuleNode, titles: Mapping[str, str], first: bool) -> Text:
     label = Text()
     label.append(f"rule {node.rule_id}", style="bold magenta")
     label.append(f": {node.title}" if node.title else " (not in the rulebook)")
@@ -123,7 +123,7 @@ def _rule_label(node: RuleNode, rulebook: Rulebook | None, first: bool) -> Text:
     if node.rationale:
         label.append(f"\nrationale: {node.rationale}", style="dim")
     if node.sources:
-        label.append("\nsources: " + "; ".join(source_line(s, rulebook) for s in node.sources), style="dim")
+        label.append("\nsources: " + "; ".join(source_line(s, None, titles) for s in node.sources), style="dim")
     for unless in node.unless:
         label.append(f"\n{unless} (none was)", style="dim")
     return label
@@ -146,15 +146,15 @@ def _fact_label(node: FactNode) -> Text:
     return label
 
 
-def _add_rule(parent: Tree, node: RuleNode, rulebook: Rulebook | None, seen: set[str]) -> None:
-    branch = parent.add(_rule_label(node, rulebook, node.rule_id not in seen))
+def _add_rule(parent: Tree, node: RuleNode, titles: Mapping[str, str], seen: set[str]) -> None:
+    branch = parent.add(_rule_label(node, titles, node.rule_id not in seen))
     seen.add(node.rule_id)
     for fact in node.matched:
         fact_branch = branch.add(_fact_label(fact))
         for check in fact.checks:
             fact_branch.add(_check_label(check))
         for rule in fact.derived_by:
-            _add_rule(fact_branch, rule, rulebook, seen)
+            _add_rule(fact_branch, rule, titles, seen)
 
 
 def explanation_text(
@@ -168,7 +168,7 @@ def explanation_text(
     tree = Tree(head, guide_style="dim")
     seen: set[str] = set()
     for rule in explanation.rules:
-        _add_rule(tree, rule, rulebook, seen)
+        _add_rule(tree, rule, document_titles(explanation, rulebook), seen)
     out.print(tree)
     if explanation.fields:
         out.say("Depends on: " + ", ".join(explanation.fields), "dim", "")
