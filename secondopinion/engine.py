@@ -125,6 +125,7 @@ import durable.engine as _durable  # type: ignore[import-untyped,unused-ignore]
 __all__ = [
     "MAX_FACT_KEYS",
     "MAX_STRING_LENGTH",
+    "MAX_VARIANTS",
     "ActionError",
     "DeriveFn",
     "DerivedFact",
@@ -212,7 +213,7 @@ class ActionError(EngineError):
 
 
 class RulesetError(EngineError):
-    """A rule set this adapter refuses (see hazards 9, 13, A1, A2, A6, negation)."""
+    """A rule set this adapter refuses (hazards 9, 13, A1, A2, A6, A8, negation)."""
 
 
 @attrs.frozen
@@ -692,8 +693,12 @@ class Engine:
     """A compiled rule set on its own durable Host; :meth:`run` evaluates one case.
 
     ``rules`` maps rule ids to durable JSON definitions ``{"all": [...], "pri": n}``
-    (no ``run``: each rule's action is bound by its id).  ``derive`` maps the ids
-    of deriving rules to their :data:`DeriveFn`; other rules only record firings.
+    (no ``run``: each rule's action is bound by its id).  They are checked and
+    rewritten before durable sees them (hazards 9, A1-A9): a rule with a join
+    inside ``$or`` becomes several durable rules, yet it reports under its own
+    id and fires at most once per tuple of matched facts (A10).  ``derive`` maps
+    the ids of deriving rules to their :data:`DeriveFn`; other rules only record
+    firings.
     ``name`` prefixes the (always unique) durable ruleset name.  ``sid_factory``
     supplies session ids (tests use it for hazard 4).  ``max_facts`` bounds the
     facts of one session (input plus derived): a rule set that keeps deriving new
