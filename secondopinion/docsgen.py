@@ -653,48 +653,47 @@ def derivation_dot(explanation: Explanation) -> str:
         fillcolor="#dcfce7",
     )
     ids: dict[tuple[str, ...], str] = {}
+    checks: dict[str, dict[str, None]] = {}  # case fact node -> the tests made on it, each once
+    edges: dict[tuple[str, str, str], None] = {}
     drawn: set[str] = set()
 
     def node_id(key: tuple[str, ...]) -> str:
         return ids.setdefault(key, f"n{len(ids) + 1}")
 
-    def fact_key(node: FactNode) -> str:
-        return node_id(("fact", node.fid))
-
-    def rule_key(node: RuleNode) -> str:
-        return node_id(("rule", node.rule_id, *sorted(f"{m.binding}={m.fid}" for m in node.matched)))
-
     def add_fact(node: FactNode) -> str:
-        key = fact_key(node)
-        if key in drawn:
-            return key
-        drawn.add(key)
+        key = node_id(("fact", node.fid))
         if node.is_case_fact:
-            lines = [node.path or node.fid]
+            if key not in checks:
+                checks[key] = {node.path or node.fid: None}
             for check in node.checks:
                 shown = ", ".join(f"{_short(k)} = {v}" for k, v in check.values.items())
-                lines.append(_wrap(_short(check.text) + (f" ({shown})" if shown else ""), 48))
-            g.node(key, "\n".join(lines), shape="note", style="filled", fillcolor="#dbeafe")
-        else:
+                checks[key][_wrap(_short(check.text) + (f" ({shown})" if shown else ""), 48)] = None
+            return key
+        if key not in drawn:
+            drawn.add(key)
             attrs_ = ", ".join(f"{k}={v}" for k, v in node.attributes.items())
             label = node.type + (f"\n{attrs_}" if attrs_ else "")
             g.node(key, label, shape="box", style="filled", fillcolor="#fef3c7", tooltip=node.description)
-            for producer in node.derived_by:
-                g.edge(add_rule(producer), key)
+        for producer in node.derived_by:  # a fact "shown above" has none; its first mention has them
+            edges[(add_rule(producer), key, "")] = None
         return key
 
     def add_rule(node: RuleNode) -> str:
-        key = rule_key(node)
+        key = node_id(("rule", node.rule_id, *sorted(f"{m.binding}={m.fid}" for m in node.matched)))
         if key in drawn:
             return key
         drawn.add(key)
         g.node(key, f"{node.rule_id}\n{_wrap(node.title, 32)}", shape="ellipse", tooltip=node.rationale)
         for fact in node.matched:
-            g.edge(add_fact(fact), key, label=fact.binding)
+            edges[(add_fact(fact), key, fact.binding)] = None
         return key
 
     for rule in explanation.rules:
-        g.edge(add_rule(rule), "recommendation")
+        edges[(add_rule(rule), "recommendation", "")] = None
+    for key, lines in checks.items():
+        g.node(key, "\n".join(lines), shape="note", style="filled", fillcolor="#dbeafe")
+    for tail, head, label in edges:
+        g.edge(tail, head, label=label or None)
     return str(g.source)
 
 
