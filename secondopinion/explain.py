@@ -434,7 +434,7 @@ class _Explainer:
             for p in rule.when
             if p.bind in derivation.matched
         )
-        unless = tuple(_unless_text(u.fact, u.tests, self.rulebook) for u in rule.unless)
+        unless = tuple(_unless_text(u.fact, u.tests) for u in rule.unless)
         return RuleNode(rule.id, rule.title, rule.rationale, rule.guidance, rule.sources, matched, rule.derives, unless)
 
     def fact_node(
@@ -509,7 +509,7 @@ def _shown(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     return {f: v for f, v in pairs if not _POSITION.fullmatch(f)}
 
 
-def _unless_text(fact_type: str, tests: Sequence[Test], rulebook: Rulebook) -> str:
+def _unless_text(fact_type: str, tests: Sequence[Test]) -> str:
     """``unless`` in words: 'held back by any second_opinion_indicated fact'."""
     stub = {"type": fact_type}
     where = " and ".join(_sentence(c, stub, _ref_namer({})) for c in conditions(tests))
