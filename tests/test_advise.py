@@ -75,9 +75,31 @@ def test_high_stakes_is_a_derived_fact_later_rules_build_on() -> None:
     assert [f.attributes["reason"] for f in stakes] == ["surgery"]
     indicated = [f for f in advice.derived_facts if f.type == "second_opinion_indicated"]
     assert indicated and indicated[0].derivations[0].matched == {"hs": stakes[0].fid}
+    seeking = [f for f in advice.derived_facts if f.type == "seeking_opinion"]
+    assert len(seeking) == 1
+    assert {d.matched["why"] for d in seeking[0].derivations} == {indicated[0].fid}
     insurance = advice.by_kind("check_insurance")
     assert insurance is not None
-    assert indicated[0].fid in insurance.derivation[0].matched.values()
+    # the how-to rule builds on the single seeking_opinion hub, once, not once per reason
+    assert {d.matched["go"] for d in insurance.derivation} == {seeking[0].fid}
+    rule_ids = [d.rule_id for d in insurance.derivation]
+    assert len(rule_ids) == len(set(rule_ids))
+
+
+def test_how_to_rules_fire_once_however_many_reasons() -> None:
+    many = {
+        "diagnosis": {"seriousness": "serious", "cancer": "yes", "rare": "yes"},
+        "treatment": {"kind": "surgery", "risk": "high", "long_term": "yes", "several_options": "yes"},
+        "patient": {"wants_all_options": "yes"},
+        "doctor": {"trust": "low"},
+        "insurance": {"insured": "yes"},
+    }
+    advice = secondopinion.advise(many)
+    reasons = {f.attributes["reason"] for f in advice.derived_facts if f.type == "second_opinion_indicated"}
+    assert len(reasons) >= 4
+    insurance = advice.by_kind("check_insurance")
+    assert insurance is not None
+    assert [d.rule_id for d in insurance.derivation].count("CALL-INSURER-FIRST") == 1
 
 
 def test_minor_case_gets_the_short_answer_only() -> None:
