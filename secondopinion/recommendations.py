@@ -418,24 +418,43 @@ def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _merge_two(primary: Recommendation, other: Recommendation) -> Recommendation:
-    """Merge ``other`` into ``primary`` (same kind): union lists, keep primary's scalars."""
+def _merge_group(group: list[Recommendation]) -> Recommendation:
+    """Merge a group of one kind into its first member: union lists, keep the first's scalars.
+
+    Field by field, the same as merging the members pairwise in order, but with
+    one ``attrs.evolve`` at most (none for a lone member whose guidance is sorted).
+    """
+    primary = group[0]
     changes: dict[str, Any] = {}
-    for field in attrs.fields(type(primary)):
-        if not field.init:
-            continue
-        mine, theirs = getattr(primary, field.name), getattr(other, field.name)
-        if isinstance(mine, tuple):
-            changes[field.name] = _unique(mine + theirs)
-        elif isinstance(mine, bool):
-            changes[field.name] = mine or theirs
-        elif mine is None and theirs is not None:
-            changes[field.name] = theirs
-    return attrs.evolve(primary, **changes)
+    if len(group) > 1:
+        for field in attrs.fields(type(primary)):
+            if not field.init:
+                continue
+            value = getattr(primary, field.name)
+            for other in group[1:]:
+                theirs = getattr(other, field.name)
+                if isinstance(value, tuple):
+                    value = _unique(value + theirs)
+                elif isinstance(value, bool):
+                    value = value or theirs
+                elif value is None and theirs is not None:
+                    value = theirs
+            changes[field.name] = value
+    guidance = changes.get("guidance", primary.guidance)
+    ordered = tuple(sorted(guidance))
+    if ordered != guidance:
+        changes["guidance"] = ordered
+    return attrs.evolve(primary, **changes) if changes else primary
+
+
+_KIND_ORDER: dict[str, int] = {}
 
 
 def _sort_key(rec: Recommendation) -> tuple[int, int, str]:
-    return (rec.priority.rank, list(KINDS).index(rec.kind), rec.title)
+    if len(_KIND_ORDER) != len(KINDS):
+        _KIND_ORDER.clear()
+        _KIND_ORDER.update((kind, index) for index, kind in enumerate(KINDS))
+    return (rec.priority.rank, _KIND_ORDER[rec.kind], rec.title)
 
 
 def merge_recommendations(recs: Iterable[Recommendation]) -> tuple[Recommendation, ...]:
@@ -454,10 +473,7 @@ def merge_recommendations(recs: Iterable[Recommendation]) -> tuple[Recommendatio
     merged = []
     for group in by_kind.values():
         group.sort(key=lambda r: r.priority.rank)
-        result = group[0]
-        for rec in group[1:]:
-            result = _merge_two(result, rec)
-        merged.append(attrs.evolve(result, guidance=tuple(sorted(result.guidance))))
+        merged.append(_merge_group(group))
     return tuple(sorted(merged, key=_sort_key))
 
 
