@@ -207,11 +207,11 @@ def _links(rules: Sequence[Rule], from_catalogue: bool = True) -> str:
 
 def _rule_section(rule: Rule, book: Rulebook) -> list[str]:
     out = [f"### {_code(rule.id)}: {_md(rule.title)} {{#{_anchor(rule.id)}}}", ""]
-    guidance = "; ".join(
+    guidance = "<br>".join(
         f"[{g}](../sources.md#{g.lower()})" + (f" {_md(book.guidance[g].summary)}" if g in book.guidance else "")
         for g in rule.guidance
     )
-    sources = "; ".join(
+    sources = "<br>".join(
         f"[{_md(book.documents[s.file].title if s.file in book.documents else s.file)}]"
         f"(../sources.md#{_doc_anchor(s.file)}), {_md(s.section)}"
         for s in rule.sources
@@ -226,7 +226,7 @@ def _rule_section(rule: Rule, book: Rulebook) -> list[str]:
         rows.append(("Evidence", "; ".join(f"{e}: {_md(book.evidence[e].figure)}" for e in rule.evidence)))
     if rule.tensions:
         rows.append(("Tensions", ", ".join(f"[{t}](../sources.md#{t.lower()})" for t in rule.tensions)))
-    out += _table(("", ""), ((f"**{k}**", v) for k, v in rows))
+    out += _table(("Review", ""), ((f"**{k}**", v) for k, v in rows))
     out += ["", _md(rule.rationale), "", "**When** every one of these facts exists:", ""]
     out += [f"- {_pattern_line(p)}" for p in rule.when]
     if rule.unless:
