@@ -31,6 +31,7 @@ from .recommendations import KINDS, Evidence, Priority, SourceRef
 
 __all__ = [
     "Condition",
+    "Coverage",
     "Derive",
     "DerivedFactType",
     "Document",
@@ -341,6 +342,24 @@ class Tension:
     rules: tuple[str, ...] = ()
 
 
+@attrs.frozen
+class Coverage:
+    """A declared coverage requirement, checked by ``secondopinion verify``.
+
+    Every case that matches ``when`` (patterns as in a rule) must get the
+    ``requires_kinds``: all of them (``mode="all"``) or at least one
+    (``mode="any"``).
+    """
+
+    id: str
+    description: str
+    when: tuple[Pattern, ...]
+    requires_kinds: tuple[str, ...]
+    mode: Literal["all", "any"] = "all"
+    file: str = ""
+    line: int | None = None
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -464,6 +483,7 @@ class Rulebook:
     evidence: Mapping[str, Evidence]
     tensions: Mapping[str, Tension]
     incompatible_kinds: tuple[tuple[str, str], ...] = ()
+    coverage: tuple[Coverage, ...] = ()
 
     @classmethod
     def load(cls, *extra: str | Path, shipped: bool = True) -> Rulebook:
@@ -586,6 +606,15 @@ def _build(files: Sequence[Path]) -> Rulebook:
             seen[rule.id] = display
             rules.append(rule)
 
+    coverage: list[Coverage] = []
+    for display, data in loaded:
+        for i, raw in enumerate(data.get("coverage", [])):
+            item = checker.coverage(display, data, i, raw)
+            if item is not None and any(c.id == item.id for c in coverage):
+                out.add(display, item.line, item.id, "coverage requirement declared twice")
+            elif item is not None:
+                coverage.append(item)
+
     for tension in tensions.values():
         for rid in tension.rules:
             if rid not in seen:
@@ -601,6 +630,7 @@ def _build(files: Sequence[Path]) -> Rulebook:
         evidence=evidence,
         tensions=tensions,
         incompatible_kinds=tuple(incompatible),
+        coverage=tuple(coverage),
     )
 
 
@@ -745,6 +775,44 @@ class _RuleChecker:
             file=file,
             line=_line_of(data, base),
             topic=topic,
+        )
+
+    def coverage(self, file: str, data: _Map, index: int, raw: Any) -> Coverage | None:
+        """Turn one raw coverage requirement into a :class:`Coverage`, reporting every vocabulary mistake."""
+        base = ["coverage", index]
+        cid: str = raw["id"]
+        before = len(self.out.problems)
+
+        def problem(path: Sequence[Any], message: str) -> None:
+            self.out.add(file, _line_of(data, [*base, *path]), cid, message)
+
+        for i, kind in enumerate(raw["requires_kinds"]):
+            if kind not in KINDS:
+                problem(["requires_kinds", i], f"unknown recommendation kind {kind!r}")
+        bound: dict[str, str] = {}
+        patterns = []
+        for i, pat in enumerate(raw["when"]):
+            fact = pat["fact"]
+            if pat["bind"] in bound:
+                problem(["when", i, "bind"], f"binding {pat['bind']!r} used twice")
+            if fact not in self.fact_types:
+                problem(["when", i, "fact"], f"unknown fact type {fact!r}")
+            else:
+                tests = self._where(
+                    pat.get("where", {}), fact, bound, lambda p, m, i=i: problem(["when", i, "where", *p], m)
+                )
+                patterns.append(Pattern(pat["bind"], fact, tests))
+            bound[pat["bind"]] = fact
+        if len(self.out.problems) > before:
+            return None
+        return Coverage(
+            id=cid,
+            description=" ".join(raw["description"].split()),
+            when=tuple(patterns),
+            requires_kinds=tuple(raw["requires_kinds"]),
+            mode=raw.get("mode", "all"),
+            file=file,
+            line=_line_of(data, base),
         )
 
     def _examples(
