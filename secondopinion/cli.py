@@ -323,6 +323,23 @@ def batch(
         raise typer.Exit(1)
 
 
+@app.command("verify")
+def verify_command(
+    rules: RulesOption = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = ListFormat.text,
+    drafts: Annotated[
+        bool, typer.Option("--drafts/--no-drafts", help="Also verify draft rules (their findings are warnings).")
+    ] = False,
+) -> None:
+    """Verify the rule base (dead rules, conflicts, gaps, coverage, ...); exit 1 on any error-level finding."""
+    from .verify import verify
+
+    report = verify(load_rulebook(rules), include_drafts=drafts)
+    typer.echo(report.to_json() if fmt is ListFormat.json else report.to_text(), nl=fmt is ListFormat.json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")]) -> None:
     """Print a JSON Schema (2020-12): the case format, the advice format or the rule file format."""

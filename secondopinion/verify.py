@@ -215,6 +215,7 @@ _CASE_TYPES = case_fact_types()
 _SINGLETONS = frozenset(t for t in _CASE_TYPES if t != "opinion")
 _REMOTE = ("summary", 0, "remote_opinion_count")
 _MAX_OPINIONS = 6
+_PAIR_OPINIONS = 3  # conflicts, redundancy and coverage are searched with up to this many opinions
 _MAX_PLANS = 4000
 
 
@@ -289,6 +290,7 @@ class _Model:
         fresh = [f"other {c}" for c in "abcd" if f"other {c}" not in texts]
         self.texts: list[Any] = [*sorted(texts), *fresh]
         self.opinion_counts = sorted({0, 1, 2, 3} | {c for c in counts if 0 <= c <= _MAX_OPINIONS})
+        self.small_counts = [n for n in self.opinion_counts if n <= _PAIR_OPINIONS]
 
     def _all_pattern_lists(self) -> Iterator[Sequence[Pattern]]:
         for rule in self.rules:
@@ -1185,7 +1187,7 @@ class _Verifier:
 
     def solve_pair(self, a: Rule, b: Rule) -> tuple[int, dict[Slot, Any]] | None:
         model = self.model
-        for n in model.opinion_counts:
+        for n in model.small_counts:
             nogoods = [alt.atoms for alt in model.unless_alts(a, n) + model.unless_alts(b, n)]
             for alt_a in model.rule_alts(a, n):
                 for alt_b in model.rule_alts(b, n):
@@ -1233,7 +1235,7 @@ class _Verifier:
     def subsumed(self, a: Rule, b: Rule) -> bool:
         """Whether every firing of ``a`` is a firing of ``b`` (over the opinion counts explored)."""
         model = self.model
-        for n in model.opinion_counts:
+        for n in model.small_counts:
             nogoods = [alt.atoms for alt in model.rule_alts(b, n)]
             for alt in model.rule_alts(a, n):
                 try:
@@ -1251,7 +1253,7 @@ class _Verifier:
             for kinds in groups:
                 givers = [r for r in self.rules if r.recommends in kinds]
                 found = model.first_solution(
-                    model.opinion_counts,
+                    model.small_counts,
                     lambda n, c=cov: model.coverage_alts(c, n),
                     lambda n, g=givers: [alt for r in g for alt in model.rule_alts(r, n)],
                     goal=f"cov:{cov.id}",
@@ -1339,12 +1341,12 @@ class _Verifier:
             if other.trace is None or other.trace.recommendations:
                 confirmed = False
         region = {_path(s): tuple(sorted(v, key=repr)) for s, v in box.items() if len(v) < len(model.domain(s))}
-        described = "; ".join(f"{p} in {{{', '.join(_show(x) for x in vals)}}}" for p, vals in region.items())
         self.add(
             "gap",
             "warning",
             (),
-            f"no recommendation at all for cases with {n} opinion(s) where {described or 'anything holds'}",
+            f"no recommendation at all for any case with {n} opinion(s) in this region "
+            f"({len(region)} attributes narrowed, the others may take any value)",
             witness=witness,
             confirmed=confirmed,
             region={"opinion_count": (n,), **region},
