@@ -431,15 +431,16 @@ def _merge_group(group: list[Recommendation]) -> Recommendation:
             if not field.init:
                 continue
             value = getattr(primary, field.name)
+            joined = False
             for other in group[1:]:
                 theirs = getattr(other, field.name)
                 if isinstance(value, tuple):
-                    value = _unique(value + theirs)
+                    value, joined = value + theirs, True
                 elif isinstance(value, bool):
                     value = value or theirs
                 elif value is None and theirs is not None:
                     value = theirs
-            changes[field.name] = value
+            changes[field.name] = _unique(value) if joined else value  # once: the same as after each join
     guidance = changes.get("guidance", primary.guidance)
     ordered = tuple(sorted(guidance))
     if ordered != guidance:
