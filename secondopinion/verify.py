@@ -787,7 +787,7 @@ def _atom_slots(atom: Atom, n: int) -> set[Slot]:
         return {s for a in atom[1] for s in _atom_slots(a, n)}
     if tag == "differ":
         return {s for e in (*atom[1], *atom[2]) for s in _expr_slots(e, n)}
-    if tag == "member":
+    if tag in ("member", "outside"):
         return _expr_slots(atom[1], n)
     return _expr_slots(atom[1], n) | _expr_slots(atom[3], n)
 
@@ -821,6 +821,8 @@ def _truth(atom: Atom, values: Mapping[Slot, Any], n: int) -> bool:
         return any(_value(x, values) != _value(y, values) for x, y in zip(atom[1], atom[2], strict=True))
     if tag == "member":
         return _value(atom[1], values) in atom[2]
+    if tag == "outside":
+        return _value(atom[1], values) not in atom[2]
     _, left, op, right = atom
     actual = _value(left, values)
     if op == "exists":
@@ -1131,26 +1133,29 @@ class _Verifier:
         for fact in sorted(set(facts)):
             if fact in _SINGLETONS and facts.count(fact) > 1:
                 return f"two patterns need two different {fact!r} facts, but a case has only one"
-        for pattern in rule.when:
-            plans = model.goal_plans(
-                f"why:{rule.id}:{pattern.bind}", (Pattern(pattern.bind, pattern.fact, pattern.tests),)
-            )
+        for i, pattern in enumerate(rule.when):
+            goal = f"why:{rule.id}:{i}"
+            plans = model.goal_plans(goal, rule.when[: i + 1])
             alone = model.first_solution(
-                model.opinion_counts, lambda n, p=plans, b=pattern.bind: model.alts(f"why:{rule.id}:{b}", p, n)
+                model.opinion_counts, lambda n, p=plans, g=goal: model.alts(g, p, n), goal=goal
             )
-            if alone is None:
-                detail = self.explain_unary(rule.id, pattern.bind, plans)
-                if pattern.fact in self.rulebook.derived_types:
-                    return (
-                        f"no rule derives a {pattern.fact!r} fact that meets pattern {pattern.bind!r}'s tests" + detail
-                    )
-                return f"pattern {pattern.bind!r} ({pattern.fact}) can never match" + detail
+            if alone is not None:
+                continue
+            detail = self.explain_unary(goal, plans)
+            if i > 0:
+                return (
+                    f"pattern {pattern.bind!r} ({pattern.fact}) cannot hold together with the patterns before it"
+                    + detail
+                )
+            if pattern.fact in self.rulebook.derived_types:
+                return f"no rule derives a {pattern.fact!r} fact that meets pattern {pattern.bind!r}'s tests" + detail
+            return f"pattern {pattern.bind!r} ({pattern.fact}) can never match" + detail
         return "its patterns cannot all hold at once (a join or the values they share rule it out)"
 
-    def explain_unary(self, rule_id: str, bind: str, plans: Sequence[_Plan]) -> str:
+    def explain_unary(self, goal: str, plans: Sequence[_Plan]) -> str:
         model = self.model
         for n in model.opinion_counts[:3]:
-            for alt in model.alts(f"why:{rule_id}:{bind}", plans, n):
+            for alt in model.alts(goal, plans, n):
                 by_slot: dict[Slot, list[Atom]] = {}
                 for atom in alt.atoms:
                     slots = _atom_slots(atom, n)
@@ -1312,22 +1317,53 @@ class _Verifier:
         return [r for r in self.rules if r.recommends and r.id not in self.dead]
 
     def check_gaps(self) -> None:
+        """Search, for 0, 1 and 2 opinions, for cases no rule gives advice on, each outside the regions found so far."""
         model = self.model
         recommenders = self.recommenders()
         if not recommenders:
             return
         for n in model.opinion_counts[:3]:
-            if len(self.of_kind("gap")) >= self.max_gaps:
-                break
             tested = sorted(self.tested_slots(n))
             rule_nogoods = [alt.atoms for alt in _minimal([a for r in recommenders for a in model.rule_alts(r, n)])]
-            try:
-                seed = model.solve(n, (), rule_nogoods, also=tested, budget=20_000)
-            except _TooBig:
-                model.limited.add("gaps")
-                continue
-            if seed is not None:
+            while len(self.of_kind("gap")) < self.max_gaps:
+                previous = [
+                    {s: v for s, v in box.items() if s[0] != "opinion" and len(v) < len(model.domain(s))}
+                    for boxes in self.boxes.values()
+                    for box in boxes
+                ]
+                try:
+                    seed = self.escape(n, previous, rule_nogoods, tested)
+                except _TooBig:
+                    model.limited.add("gaps")
+                    break
+                if seed is None:
+                    break
                 self.add_gap(n, seed, tested)
+
+    def escape(
+        self,
+        n: int,
+        previous: Sequence[Mapping[Slot, frozenset[Any]]],
+        rule_nogoods: Sequence[Sequence[Atom]],
+        tested: Sequence[Slot],
+    ) -> dict[Slot, Any] | None:
+        """A case no rule advises on that lies outside every earlier region (on the case's single aspects)."""
+        attempts = 0
+
+        def search(i: int, positive: list[Atom]) -> dict[Slot, Any] | None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 400:
+                raise _TooBig
+            if i == len(previous):
+                return self.model.solve(n, positive, rule_nogoods, also=tested, budget=20_000)
+            for slot, values in sorted(previous[i].items()):
+                found = search(i + 1, [*positive, ("outside", ("s", slot, 0), values)])
+                if found is not None:
+                    return found
+            return None
+
+        return search(0, [])
 
     def add_gap(self, n: int, seed: Mapping[Slot, Any], tested: Sequence[Slot]) -> None:
         model = self.model
@@ -1478,7 +1514,12 @@ class _Verifier:
         return [f for f in self.findings if f.kind == kind]
 
     def in_box(self, run: _Run) -> bool:
-        return any(all(run.values[s] in v for s, v in box.items()) for box in self.boxes.get(run.n, []))
+        """Whether a case lies in a gap region found so far (for other opinion counts: on its single aspects)."""
+        return any(
+            all(run.values[s] in v for s, v in box.items() if n == run.n or s[0] != "opinion")
+            for n, boxes in self.boxes.items()
+            for box in boxes
+        )
 
     def report_engine_error(self, run: _Run) -> None:
         culprits = tuple(self.culprits(run))
