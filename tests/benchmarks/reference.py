@@ -38,7 +38,10 @@ SUBSET = frozenset(
         "SEEKING-SECOND",
         "MINOR-CASE",
         "CONFLICT-JOIN",
+        "CONFLICT-JOIN-DIAGNOSIS",
         "AGREE-JOIN",
+        "INDICATED-CONFLICT",
+        "SEEKING-LATER-ON-CONFLICT",
         # recommendations
         "OPTIONAL-MINOR",
         "SEEK-SERIOUS-DIAGNOSIS",
@@ -84,6 +87,46 @@ def _label(value: Any) -> Any:
     return " ".join(value.split()).casefold() or None if isinstance(value, str) else value
 
 
+_PRESSING = frozenset(
+    {
+        "high_stakes",
+        "uneasy_with_waiting",
+        "unclear_diagnosis",
+        "treatment_not_working",
+        "child_symptoms",
+        "complex_or_doubtful_tests",
+        "rare_condition",
+        "spine_problem",
+        "conflicting_opinions",
+    }
+)
+_REASON = {
+    "INDICATED-UNCLEAR-DIAGNOSIS": "unclear_diagnosis",
+    "INDICATED-TREATMENT-NOT-WORKING": "treatment_not_working",
+    "INDICATED-LOW-TRUST": "low_trust",
+    "INDICATED-LONG-TERM": "long_term_treatment",
+    "INDICATED-SEVERAL-OPTIONS": "several_options",
+    "INDICATED-WANTS-OPTIONS": "wants_all_options",
+    "INDICATED-COMPLEX-OR-TESTS": "complex_or_doubtful_tests",
+    "INDICATED-RARE": "rare_condition",
+}
+
+
+def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool]:
+    """(treatments conflict, diagnoses conflict, agree) over the ordered pairs of opinions."""
+    labels = [(_label(o.get("diagnosis")), o.get("treatment", "unknown")) for o in opinions]
+    treatment = diagnosis = agree = False
+    for i, (dx_a, tx_a) in enumerate(labels):
+        for dx_b, tx_b in labels[i + 1 :]:
+            if tx_a != "unknown" and tx_b != "unknown" and tx_a != tx_b:
+                treatment = True
+            if dx_a is not None and dx_b is not None and dx_a != dx_b:
+                diagnosis = True
+            if dx_a is not None and tx_a != "unknown" and (dx_a, tx_a) == (dx_b, tx_b):
+                agree = True
+    return treatment, diagnosis, agree
+
+
 def decide(case: Mapping[str, Any]) -> set[str]:
     """The rules of :data:`SUBSET` that fire on ``case`` and are not held back."""
     dx = case.get("diagnosis", _EMPTY)
@@ -93,6 +136,7 @@ def decide(case: Mapping[str, Any]) -> set[str]:
     opinions = case.get("opinions", ())
     fired: set[str] = set()
     add = fired.add
+    reasons: set[str] = set()
 
     seriousness = dx.get("seriousness", "unknown")
     cancer = dx.get("cancer", "unknown") == "yes"
@@ -104,81 +148,90 @@ def decide(case: Mapping[str, Any]) -> set[str]:
     child = pt.get("age_group", "unknown") == "child"
 
     stakes = False
-    if seriousness in _SERIOUS:
-        add("STAKES-SERIOUS-DIAGNOSIS")
-        stakes = True
-    if cancer:
-        add("STAKES-CANCER")
-        stakes = True
-    if surgery:
-        add("STAKES-SURGERY")
-        add("ASK-LESS-INVASIVE")
-        stakes = True
-    if risk == "high":
-        add("STAKES-RISKY-TREATMENT")
-        stakes = True
-    indicated = stakes
+    for rule_id, holds in (
+        ("STAKES-SERIOUS-DIAGNOSIS", seriousness in _SERIOUS),
+        ("STAKES-CANCER", cancer),
+        ("STAKES-SURGERY", surgery),
+        ("STAKES-RISKY-TREATMENT", risk == "high"),
+    ):
+        if holds:
+            add(rule_id)
+            stakes = True
     if stakes:
         add("INDICATED-HIGH-STAKES")
+        reasons.add("high_stakes")
     for rule_id, aspect, *alternatives in _INDICATIONS:
         facts = case.get(aspect, _EMPTY)
         if any(facts.get(attr, "unknown") in values for attr, values in alternatives):
             add(rule_id)
-            indicated = True
+            reasons.add(_REASON[rule_id])
     if dx.get("tests_normal_but_problem_persists") == "yes" or dx.get("suspected_misdiagnosis") == "yes":
         add("INDICATED-UNCLEAR-DIAGNOSIS")
-        indicated = True
+        reasons.add("unclear_diagnosis")
     if uneasy:
-        add("INDICATED-UNEASY-WITH-WAITING" if kind == "wait_and_see" else "INDICATED-DOUBTS-ABOUT-PLAN")
-        indicated = True
+        waiting = kind == "wait_and_see"
+        add("INDICATED-UNEASY-WITH-WAITING" if waiting else "INDICATED-DOUBTS-ABOUT-PLAN")
+        reasons.add("uneasy_with_waiting" if waiting else "doubts_about_plan")
     if child and (dx.get("symptoms_vague") == "yes"):
         add("INDICATED-CHILD-SYMPTOMS")
-        indicated = True
+        reasons.add("child_symptoms")
     if child and uneasy and kind == "wait_and_see":
         add("INDICATED-CHILD-WAITING")
-        indicated = True
+        reasons.add("child_symptoms")
     if dx.get("spine") == "yes" and seriousness != "minor":
         add("INDICATED-SPINE")
-        indicated = True
+        reasons.add("spine_problem")
 
+    treatment_conflict, diagnosis_conflict, agree = _opinion_pairs(opinions)
+    conflict = treatment_conflict or diagnosis_conflict
+    if treatment_conflict:
+        add("CONFLICT-JOIN")
+    if diagnosis_conflict:
+        add("CONFLICT-JOIN-DIAGNOSIS")
+    if conflict:
+        fired.update(("INDICATED-CONFLICT", "SEEKING-LATER-ON-CONFLICT", "CONFLICT-ASK-WHY", "CONFLICT-CONFER"))
+        add("CONFLICT-THIRD-OPINION")
+        reasons.add("conflicting_opinions")
+    if agree:
+        add("AGREE-JOIN")
+        if not conflict:
+            add("PROCEED-WHEN-AGREE")
+
+    indicated = bool(reasons)
     if seriousness == "minor" and not cancer and kind in _MINOR_KINDS and risk in ("low", "unknown"):
         add("MINOR-CASE")
         if not indicated and len(opinions) < 2:
             add("OPTIONAL-MINOR")
 
-    if indicated and len(opinions) <= 1:
-        fired.update(("SEEKING-SECOND", "INDEPENDENT-DOCTOR", "CHECK-CREDENTIALS", "RECORDS-CHECKLIST-PLAN"))
+    second = indicated and len(opinions) <= 1
+    if second:
+        add("SEEKING-SECOND")
         if seriousness in _SERIOUS:
             add("SEEK-SERIOUS-DIAGNOSIS")
         if surgery:
             add("SEEK-BEFORE-SURGERY")
+    if second or conflict:
+        fired.update(("INDEPENDENT-DOCTOR", "CHECK-CREDENTIALS", "RECORDS-CHECKLIST-PLAN"))
+        pressing = bool(reasons & _PRESSING)
+        if surgery:
+            add("ASK-LESS-INVASIVE")
         if cancer:
             add("CANCER-EXPERT-REVIEW")
         if case.get("insurance", _EMPTY).get("insured", "unknown") in ("yes", "unknown"):
             add("CALL-INSURER-FIRST")
         days = tx.get("days_to_decide")
-        if days is not None:
-            add("DEADLINE-SHORT-TIME" if days <= 7 else "DEADLINE-KNOWN-TIME")
-        elif not started:
+        if days is not None and days <= 7:
+            add("DEADLINE-SHORT-TIME")
+        elif days is not None and pressing:
+            add("DEADLINE-KNOWN-TIME")
+        elif days is None and pressing and not started:
             add("DEADLINE-ASK-TIME")
-        add("ACT-QUICKLY-DURING-TREATMENT" if started else "ACT-QUICKLY-BEFORE-START")
+        if started:
+            add("ACT-QUICKLY-DURING-TREATMENT")
+        elif pressing:
+            add("ACT-QUICKLY-BEFORE-START")
         if records.get("biopsy_slides", "unknown") == "yes":
             add("ORIGINALS-BIOPSY-SLIDES")
         if records.get("imaging", "unknown") in ("film", "electronic", "both"):
             add("ORIGINALS-IMAGING")
-
-    labels = [(_label(o.get("diagnosis")), o.get("treatment", "unknown")) for o in opinions]
-    conflict = agree = False
-    for i, first in enumerate(labels):
-        for second in labels[i + 1 :]:
-            if first == second:
-                agree = True
-            else:
-                conflict = True
-    if agree:
-        add("AGREE-JOIN")
-        if not conflict:
-            add("PROCEED-WHEN-AGREE")
-    if conflict:
-        fired.update(("CONFLICT-JOIN", "CONFLICT-ASK-WHY", "CONFLICT-CONFER", "CONFLICT-THIRD-OPINION"))
     return fired
