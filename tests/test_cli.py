@@ -51,7 +51,7 @@ def user_error(result: subprocess.CompletedProcess[str], code: int, *expected: s
     return result.stderr
 
 
-COMMANDS = ["advise", "explain", "rules", "check", "batch", "schema", "serve"]
+COMMANDS = ["advise", "explain", "rules", "check", "verify", "batch", "schema", "serve"]
 
 
 # --------------------------------------------------------------------------- help and version
@@ -295,7 +295,7 @@ def test_bad_rule_pack_exits_1_naming_the_file(tmp_path: Path, broken: str, mess
     assert "hacked" not in stderr
 
 
-@pytest.mark.parametrize("command", ["advise", "rules", "explain"])
+@pytest.mark.parametrize("command", ["advise", "rules", "explain", "verify"])
 def test_every_command_taking_rules_refuses_a_bad_pack(tmp_path: Path, command: str) -> None:
     path = pack(tmp_path, GOOD_PACK.replace("fact: diagnosis", "fact: horoscope") % "no")
     args: list[str | Path] = [command, "--rules", path]
@@ -306,6 +306,27 @@ def test_every_command_taking_rules_refuses_a_bad_pack(tmp_path: Path, command: 
 
 def test_missing_rule_pack_exits_2(tmp_path: Path) -> None:
     user_error(run("advise", CANCER, "--rules", tmp_path / "none.yaml"), 2, "no such rule file or folder")
+
+
+def test_verify_passes_on_the_shipped_rules() -> None:
+    text = run("verify")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert f"{len(Rulebook.load().active)} rules checked, 0 errors" in text.stdout.splitlines()[-1]
+    report = json.loads(run("verify", "--format", "json").stdout)
+    assert report["ok"] is True and report["counts"]["error"] == 0
+
+
+def test_verify_finds_a_dead_rule_with_its_reason_and_exits_1(tmp_path: Path) -> None:
+    never = "\n      - {bind: tx, fact: treatment, where: {days_to_decide: {lt: 0}}}"  # days are never negative
+    dead = GOOD_PACK.replace('where: {spine: "yes"}}', 'where: {spine: "yes"}}' + never)
+    result = run("verify", "--rules", pack(tmp_path, dead % "no"))
+    assert result.returncode == 1
+    assert "error: dead-rule [LOCAL-SPINE-TEAM]: can never fire" in result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_verify_missing_pack_exits_2(tmp_path: Path) -> None:
+    user_error(run("verify", "--rules", tmp_path / "none.yaml"), 2, "no such rule file or folder")
 
 
 def test_advise_with_an_extra_pack_uses_it(tmp_path: Path) -> None:
