@@ -54,6 +54,8 @@ def create_app(
     R4, or ``R5``); ``accept_prefetch`` defaults to whether the ``fhir`` extra
     is installed.
     """
+    if fhir_version not in ("R4B", "R5"):
+        raise ValueError("fhir_version must be R4B or R5")
     app = FastAPI(
         title="secondopinion CDS Hooks service",
         version=__version__,

@@ -496,3 +496,8 @@ def test_prefetch_the_client_could_not_fetch_counts_as_missing(client: Client) -
     unmapped = partial.json()["extension"]["io.github.secondopinion.fhir-mapping"]["unmapped"]
     reason = "an OperationOutcome: the data could not be fetched"
     assert unmapped == [{"fhir_path": "prefetch.coverage", "reason": reason}]
+
+
+def test_create_app_refuses_an_unknown_fhir_version() -> None:
+    with pytest.raises(ValueError, match="R4B or R5"):
+        create_app(fhir_version="DSTU2")
