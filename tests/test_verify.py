@@ -1,0 +1,269 @@
+"""Tests for secondopinion.verify: each check finds its deliberately broken pack and names the right rules.
+
+The packs in tests/packs/ load cleanly (the loader cannot see these defects);
+each holds one kind of defect. Every witness a finding carries is run through
+the engine again here, independently of the verifier's own confirmation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from secondopinion.advisor import Advisor, Trace
+from secondopinion.case import load_case
+from secondopinion.rulebook import Rulebook
+from secondopinion.verify import Finding, Report, verify
+
+PACKS = Path(__file__).parent / "packs"
+
+
+def pack(name: str) -> Rulebook:
+    """A broken pack on its own, without the shipped rules."""
+    return Rulebook.load(PACKS / f"{name}.yaml", shipped=False)
+
+
+def ids(findings: tuple[Finding, ...]) -> set[tuple[str, ...]]:
+    return {f.rule_ids for f in findings}
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Report:
+    return verify()
+
+
+# --------------------------------------------------------------------------- one pack per defect
+
+
+def test_dead_rules_are_found_with_the_reason() -> None:
+    report = verify(pack("dead"))
+    dead = {f.rule_ids[0]: f for f in report.of_kind("dead-rule")}
+    assert set(dead) == {
+        "PK-DEAD-TWO-DIAGNOSES",
+        "PK-DEAD-RANGE",
+        "PK-DEAD-NEGATIVE-DAYS",
+        "PK-DEAD-JOIN",
+        "PK-DEAD-CHAIN",
+    }
+    assert "two different 'diagnosis' facts" in dead["PK-DEAD-TWO-DIAGNOSES"].message
+    assert "treatment.days_to_decide" in dead["PK-DEAD-RANGE"].message
+    assert "treatment.days_to_decide" in dead["PK-DEAD-NEGATIVE-DAYS"].message
+    assert "pattern 's'" in dead["PK-DEAD-JOIN"].message  # three opinions needed, at most two allowed
+    assert "pk_level" in dead["PK-DEAD-CHAIN"].message  # only a 'low' level is ever derived
+    assert all(f.severity == "error" and f.witness is None and f.confirmed for f in dead.values())
+    # the rule that uses the level that is derived is alive, and so is its producer
+    assert not {"PK-LIVE", "PK-LEVEL-LOW"} & set(dead)
+    assert not report.ok
+
+
+def test_a_dead_rule_that_fires_in_the_engine_is_not_reported_as_dead() -> None:
+    # The analysis and the engine must agree: every rule the analysis keeps alive fired somewhere.
+    report = verify(pack("dead"))
+    alive = {"PK-LIVE", "PK-LEVEL-LOW"}
+    advisor = Advisor(pack("dead"))
+    assert all(rule_id in advisor.trace({"diagnosis": {"seriousness": "minor"}}).fired for rule_id in alive)
+    assert not report.of_kind("engine-disagrees")
+
+
+def test_conflicting_pair_is_found_with_a_case_that_gets_both() -> None:
+    report = verify(pack("conflict"))
+    (conflict,) = report.of_kind("conflict")
+    assert set(conflict.rule_ids) == {"PK-SEEK-SERIOUS", "PK-OPTIONAL-NOT-MINOR"}
+    assert conflict.severity == "error" and conflict.confirmed
+    advice = Advisor(pack("conflict")).advise(conflict.witness or {})
+    assert {"seek_second_opinion", "second_opinion_optional"} <= set(advice.kinds)
+
+
+def test_subsumed_rule_and_duplicate_are_found() -> None:
+    report = verify(pack("subsumed"))
+    found = ids(report.of_kind("redundant-rule"))
+    assert ("PK-EXPERT-RARE-CANCER", "PK-EXPERT-CANCER") in found
+    assert ("PK-EXPERT-CANCER", "PK-EXPERT-CANCER-COPY") in found
+    duplicate = next(
+        f for f in report.of_kind("redundant-rule") if f.rule_ids == ("PK-EXPERT-CANCER", "PK-EXPERT-CANCER-COPY")
+    )
+    assert "exactly the same cases" in duplicate.message
+    # a rule with the same conditions but different fields adds something: not redundant
+    assert not any("PK-EXPERT-SCANS" in f.rule_ids for f in report.of_kind("redundant-rule"))
+    # the cancer rule is broader than the rare-cancer one: it is not covered by it
+    assert ("PK-EXPERT-CANCER", "PK-EXPERT-RARE-CANCER") not in found
+
+
+def test_cycle_is_found_and_names_the_rules_in_it() -> None:
+    report = verify(pack("cycle"))
+    (cycle,) = report.of_kind("cycle")
+    assert set(cycle.rule_ids) == {"PK-DOUBT-FROM-WORRY", "PK-WORRY-FROM-DOUBT"}
+    assert "pk_doubt" in cycle.message and "pk_worry" in cycle.message
+    assert cycle.severity == "error"
+    # chaining through the cycle still reaches the recommendation (the base rule feeds it)
+    assert not any("PK-TALK-ABOUT-DOUBT" in f.rule_ids for f in report.of_kind("dead-rule"))
+
+
+def test_gap_is_found_as_a_region() -> None:
+    report = verify(pack("gap"))
+    (gap,) = report.of_kind("gap")
+    assert gap.region is not None
+    assert gap.region["diagnosis.seriousness"] == ("moderate", "unknown")
+    assert gap.confirmed and gap.severity == "warning"
+    for seriousness in gap.region["diagnosis.seriousness"]:
+        assert Advisor(pack("gap")).advise({"diagnosis": {"seriousness": seriousness}}).recommendations == ()
+
+
+def test_masked_rule_is_found() -> None:
+    report = verify(pack("masked"))
+    (masked,) = report.of_kind("masked-rule")
+    assert masked.rule_ids == ("PK-OPTIONAL-SERIOUS",)
+    assert masked.confirmed
+    trace = Advisor(pack("masked")).trace(masked.witness or {})
+    assert "PK-OPTIONAL-SERIOUS" in trace.fired and "PK-OPTIONAL-SERIOUS" not in trace.effective
+
+
+def test_missed_coverage_requirement_is_found() -> None:
+    book = pack("coverage")
+    assert [c.id for c in book.coverage] == ["PK-COVER-CANCER-EXPERTS"]
+    report = verify(book)
+    (missed,) = report.of_kind("coverage")
+    assert missed.rule_ids == ("PK-COVER-CANCER-EXPERTS",)
+    witness = load_case(missed.witness or {})
+    assert witness.diagnosis.cancer.value == "yes"
+    assert "expert_review" not in Advisor(book).advise(witness).kinds
+
+
+def test_unproduced_and_unused_facts_are_found() -> None:
+    report = verify(pack("unused"))
+    assert ids(report.of_kind("unproduced-fact")) == {("PK-NEEDS-MISSING",)}
+    assert ids(report.of_kind("unused-fact")) == {("PK-MAKE-ORPHAN",)}
+    assert ids(report.of_kind("dead-rule")) == {("PK-NEEDS-MISSING",)}
+
+
+def test_metadata_findings_for_rules_the_loader_never_sees() -> None:
+    book = pack("gap")
+    rule = book.rule("PK-SEEK-SERIOUS")
+    broken = attrs.evolve(rule, fires=(), guidance=("NOPE1",), sources=())
+    draft = attrs.evolve(book.rule("PK-OPTIONAL-MINOR"), status="draft", silent=())
+    report = verify(attrs.evolve(book, rules=(broken, draft)), include_drafts=True)
+    messages = {(f.rule_ids, f.severity, f.message) for f in report.of_kind("metadata")}
+    assert (
+        ("PK-SEEK-SERIOUS",),
+        "error",
+        "active rule needs at least one 'fires' and one 'silent' example",
+    ) in messages
+    assert (("PK-SEEK-SERIOUS",), "error", "active rule cites no source") in messages
+    assert (("PK-SEEK-SERIOUS",), "error", "unknown guidance id NOPE1") in messages
+    assert (
+        ("PK-OPTIONAL-MINOR",),
+        "warning",
+        "draft rule needs at least one 'fires' and one 'silent' example",
+    ) in messages
+
+
+def test_drafts_are_only_analysed_when_asked() -> None:
+    book = pack("conflict")
+    draft = attrs.evolve(book.rule("PK-OPTIONAL-NOT-MINOR"), status="draft")
+    book = attrs.evolve(book, rules=(book.rule("PK-SEEK-SERIOUS"), draft))
+    assert not verify(book).of_kind("conflict")
+    assert verify(book, include_drafts=True).of_kind("conflict")
+
+
+# --------------------------------------------------------------------------- agreement with the engine
+
+
+class _DroppingEngine:
+    """An engine wrapper that hides one rule's firings: a stand-in for an engine bug."""
+
+    def __init__(self, inner: Any, rule_id: str) -> None:
+        self.inner = inner
+        self.rule_id = rule_id
+
+    def run(self, facts: Any) -> Any:
+        result = self.inner.run(facts)
+        return attrs.evolve(result, firings=tuple(f for f in result.firings if f.rule_id != self.rule_id))
+
+
+def test_engine_disagreement_is_reported_with_a_case() -> None:
+    book = pack("gap")
+    advisor = Advisor(book)
+    advisor.engine = _DroppingEngine(advisor.engine, "PK-OPTIONAL-MINOR")  # type: ignore[assignment]
+    report = verify(book, advisor=advisor)
+    (disagreement,) = report.of_kind("engine-disagrees")
+    assert disagreement.rule_ids == ("PK-OPTIONAL-MINOR",)
+    assert load_case(disagreement.witness or {}).diagnosis.seriousness.value == "minor"
+    assert not report.ok
+
+
+def test_engine_failure_is_reported_with_the_rules_involved() -> None:
+    book = pack("gap")
+    advisor = Advisor(book)
+
+    class Failing:
+        def run(self, facts: Any) -> Any:
+            from secondopinion.engine import EngineError
+
+            raise EngineError("simulated failure")
+
+    advisor.engine = Failing()  # type: ignore[assignment]
+    report = verify(book, advisor=advisor)
+    assert report.of_kind("engine-error")
+    assert not report.ok
+
+
+# --------------------------------------------------------------------------- the shipped rules
+
+
+def test_shipped_rule_base_has_no_error(shipped: Report) -> None:
+    assert shipped.ok, shipped.to_text()
+    assert shipped.rules_checked == len(Rulebook.load().active)
+
+
+def _traces(report: Report) -> Iterator[tuple[Finding, Trace]]:
+    advisor = Advisor()
+    for finding in report.findings:
+        if finding.witness is not None:
+            yield finding, advisor.trace(dict(finding.witness))
+
+
+def test_every_shipped_witness_reproduces_through_the_engine(shipped: Report) -> None:
+    for finding, trace in _traces(shipped):
+        assert finding.confirmed, str(finding)
+        if finding.kind == "gap":
+            assert trace.recommendations == ()
+        if finding.kind == "redundant-rule":
+            assert set(finding.rule_ids) <= trace.fired
+
+
+def test_same_rules_same_report(shipped: Report) -> None:
+    again = verify()
+    assert [f.to_dict() for f in again.findings] == [f.to_dict() for f in shipped.findings]
+
+
+def test_report_json_lists_every_finding(shipped: Report) -> None:
+    data = json.loads(shipped.to_json())
+    assert data["ok"] is True
+    assert len(data["findings"]) == len(shipped.findings)
+    assert {"kind", "severity", "rule_ids", "message", "witness", "confirmed", "region"} <= set(data["findings"][0])
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "secondopinion", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_cli_verify_exit_codes_and_json() -> None:
+    clean = _cli("verify", "--format", "json")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["ok"] is True
+    broken = _cli("verify", "--rules", str(PACKS / "conflict.yaml"))
+    assert broken.returncode == 1
+    assert "conflict [" in broken.stdout and "PK-OPTIONAL-NOT-MINOR" in broken.stdout
+    assert _cli("verify", "--rules", str(PACKS / "no-such-pack.yaml")).returncode == 2
