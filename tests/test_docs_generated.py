@@ -194,7 +194,13 @@ def test_every_module_has_an_api_page() -> None:
 # --------------------------------------------------------------------------- the code in the guides runs
 
 
-_GUIDES = ["tutorial.md", "howto/extend-rules.md", "howto/serve-cds-hooks.md", "howto/map-fhir.md"]
+_GUIDES = [
+    "tutorial.md",
+    "howto/extend-rules.md",
+    "howto/verify-rule-pack.md",
+    "howto/serve-cds-hooks.md",
+    "howto/map-fhir.md",
+]
 _NEEDS = {"howto/serve-cds-hooks.md": "fastapi", "howto/map-fhir.md": "fhir.resources"}
 
 
@@ -208,4 +214,8 @@ def test_the_python_in_a_guide_runs(page: str, monkeypatch: pytest.MonkeyPatch, 
     namespace: dict[str, Any] = {"__name__": "guide"}
     for block in blocks:
         exec(compile(block, page, "exec"), namespace)
+    # A guide that shows a test file: its tests must pass.
+    for name, function in list(namespace.items()):
+        if name.startswith("test_") and callable(function):
+            function()
     assert capsys.readouterr().out.strip(), "the guide's code printed nothing"

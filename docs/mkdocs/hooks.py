@@ -35,7 +35,7 @@ class _Roles(Preprocessor):
 class RolesExtension(Extension):
     """Registers :class:`_Roles` before every other preprocessor."""
 
-    def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Markdown's API
+    def extendMarkdown(self, md: Markdown) -> None:  # the name Markdown calls
         md.preprocessors.register(_Roles(md), "secondopinion_roles", 40)
 
 
