@@ -1,0 +1,140 @@
+"""Tests for secondopinion.testing: the strategies reach the cases that matter, the helpers fail when they should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import find, given, settings
+
+from secondopinion import Advisor, default_advisor
+from secondopinion.case import Case, load_case
+from secondopinion.rulebook import Rulebook
+from secondopinion.testing import (
+    ASPECTS,
+    assert_cites_sources,
+    assert_consistent,
+    assert_examples_pass,
+    assert_keeps_kinds,
+    assert_no_incompatible,
+    case_dicts,
+    cases,
+    diagnoses,
+    opinions,
+    rulebook_words,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+PACKS = Path(__file__).parent / "packs"
+
+
+def pack(name: str) -> Rulebook:
+    return Rulebook.load(PACKS / f"{name}.yaml", shipped=False)
+
+
+@given(case_dicts())
+def test_case_dicts_are_valid_cases(data: dict[str, object]) -> None:
+    assert isinstance(load_case(data), Case)
+
+
+def _derives(case: Case, fact_type: str) -> bool:
+    return any(d.type == fact_type for d in default_advisor().trace(case).session.derived)
+
+
+def test_cases_reach_agreeing_and_conflicting_opinions() -> None:
+    agree = find(cases(), lambda c: _derives(c, "opinions_agree"), settings=settings(max_examples=2000, database=None))
+    conflict = find(
+        cases(), lambda c: _derives(c, "opinions_conflict"), settings=settings(max_examples=2000, database=None)
+    )
+    assert len(agree.opinions) >= 2 and len(conflict.opinions) >= 2
+
+
+def test_cases_can_fill_every_aspect() -> None:
+    full = find(
+        case_dicts(),
+        lambda d: all(d.get(a) for a in ASPECTS) and len(d.get("opinions", [])) >= 2,
+        settings=settings(max_examples=2000, database=None),
+    )
+    assert set(ASPECTS) <= set(full)
+
+
+def test_part_strategies_build_model_objects() -> None:
+    assert find(diagnoses(), lambda d: d.seriousness.value == "life_threatening").cancer is not None
+    assert (
+        find(opinions(), lambda o: o.diagnosis is not None).diagnosis
+        == find(opinions(), lambda o: o.diagnosis is not None).diagnosis
+    )
+
+
+def test_rulebook_words_feed_the_text_fields(tmp_path: Path) -> None:
+    text = (
+        (PACKS / "gap.yaml")
+        .read_text("utf-8")
+        .replace(
+            "{seriousness: [serious, life_threatening]}",
+            "{seriousness: [serious, life_threatening], cancer_type: Ewing Sarcoma}",
+        )
+    )
+    (tmp_path / "words.yaml").write_text(text, "utf-8")
+    book = Rulebook.load(tmp_path / "words.yaml", shipped=False)
+    assert rulebook_words(book) == ("ewing sarcoma",)
+    hit = find(
+        case_dicts(rulebook=book),
+        lambda d: d.get("diagnosis", {}).get("cancer_type") == "ewing sarcoma",
+        settings=settings(max_examples=5000, database=None),
+    )
+    assert load_case(hit).diagnosis.cancer_type == "ewing sarcoma"
+
+
+def test_assert_consistent_fails_on_a_broken_pack_and_names_the_rule() -> None:
+    with pytest.raises(AssertionError, match="PK-DEAD-RANGE"):
+        assert_consistent(pack("dead"))
+    assert_consistent(pack("gap"))  # warnings only
+    with pytest.raises(AssertionError, match="gap"):
+        assert_consistent(pack("gap"), fail_on=("error", "warning"))
+
+
+def test_assert_examples_pass_fails_on_a_dead_rule() -> None:
+    with pytest.raises(AssertionError, match="PK-DEAD-TWO-DIAGNOSES"):
+        assert_examples_pass(pack("dead"))
+
+
+def test_assert_no_incompatible_fails_on_a_conflicting_case() -> None:
+    book = pack("conflict")
+    assert_no_incompatible(book, {"diagnosis": {"seriousness": "life_threatening"}})
+    with pytest.raises(AssertionError, match="second_opinion_optional and seek_second_opinion"):
+        assert_no_incompatible(book, {"diagnosis": {"seriousness": "serious"}})
+
+
+def test_assert_cites_sources_fails_on_a_rule_without_sources() -> None:
+    book = pack("gap")
+    bare = attrs.evolve(book.rule("PK-SEEK-SERIOUS"), sources=())
+    advisor = Advisor(attrs.evolve(book, rules=(bare, book.rule("PK-OPTIONAL-MINOR"))))
+    assert_cites_sources(advisor, {"diagnosis": {"seriousness": "minor"}})
+    with pytest.raises(AssertionError, match="seek_second_opinion"):
+        assert_cites_sources(advisor, {"diagnosis": {"seriousness": "serious"}})
+
+
+def test_assert_keeps_kinds_fails_when_a_change_removes_advice() -> None:
+    book = pack("gap")
+    serious, moderate = {"diagnosis": {"seriousness": "serious"}}, {"diagnosis": {"seriousness": "moderate"}}
+    assert_keeps_kinds(book, moderate, serious, ["seek_second_opinion"])
+    with pytest.raises(AssertionError, match="seek_second_opinion"):
+        assert_keeps_kinds(book, serious, moderate, ["seek_second_opinion"])
+
+
+def test_the_worked_example_pack_passes_its_own_tests() -> None:
+    folder = REPO / "examples" / "packs" / "maple-clinic"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(folder), "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "4 passed" in result.stdout
