@@ -1566,7 +1566,12 @@ def _box_atoms(box: Mapping[Slot, frozenset[Any]]) -> tuple[Atom, ...]:
 
 
 def _conclusion(rule: Rule) -> Any:
-    """What a rule concludes, comparable between rules; None when it depends on which facts matched."""
+    """What a rule concludes, comparable between rules; None when it depends on which facts matched.
+
+    A recommendation's conclusion is its kind, priority and fields: a rule that
+    would change the priority or a field of the merged recommendation is not
+    redundant. Titles and details are wording and do not count.
+    """
     singles = {p.bind: p.fact for p in rule.when if p.fact in _SINGLETONS}
 
     def sig(value: Any) -> Any:
@@ -1580,7 +1585,8 @@ def _conclusion(rule: Rule) -> Any:
         if isinstance(rule.then, Derive):
             return ("derive", rule.then.fact, tuple(sorted((k, sig(v)) for k, v in rule.then.set.items())))
         assert isinstance(rule.then, Recommend)
-        return ("recommend", rule.then.kind, tuple(sorted((k, sig(v)) for k, v in rule.then.fields.items())))
+        fields = tuple(sorted((k, sig(v)) for k, v in rule.then.fields.items()))
+        return ("recommend", rule.then.kind, rule.then.priority, fields)
     except LookupError:
         return None
 

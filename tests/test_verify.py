@@ -90,8 +90,9 @@ def test_subsumed_rule_and_duplicate_are_found() -> None:
         f for f in report.of_kind("redundant-rule") if f.rule_ids == ("PK-EXPERT-CANCER", "PK-EXPERT-CANCER-COPY")
     )
     assert "exactly the same cases" in duplicate.message
-    # a rule with the same conditions but different fields adds something: not redundant
+    # a rule with the same conditions but different fields, or a higher priority, adds something: not redundant
     assert not any("PK-EXPERT-SCANS" in f.rule_ids for f in report.of_kind("redundant-rule"))
+    assert not any("PK-EXPERT-URGENT" in f.rule_ids for f in report.of_kind("redundant-rule"))
     # the cancer rule is broader than the rare-cancer one: it is not covered by it
     assert ("PK-EXPERT-CANCER", "PK-EXPERT-RARE-CANCER") not in found
 
