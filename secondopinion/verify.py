@@ -159,6 +159,9 @@ class Report:
             "engine_runs": self.engine_runs,
             "seconds": round(self.seconds, 3),
             "findings": [f.to_dict() for f in self.findings],
+            "kinds": {
+                k: KIND_DESCRIPTIONS[k] for k in sorted({f.kind for f in self.findings}) if k in KIND_DESCRIPTIONS
+            },
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -213,7 +216,6 @@ Atom = tuple[Any, ...]
 
 _CASE_TYPES = case_fact_types()
 _SINGLETONS = frozenset(t for t in _CASE_TYPES if t != "opinion")
-_REMOTE = ("summary", 0, "remote_opinion_count")
 _MAX_OPINIONS = 6
 _PAIR_OPINIONS = 3  # conflicts, redundancy and coverage are searched with up to this many opinions
 _MAX_PLANS = 4000
@@ -1559,10 +1561,6 @@ class _Verifier:
             for pattern in current.when:
                 todo.extend(self.model.producers.get(pattern.fact, ()))
         return list(out.values())
-
-
-def _box_atoms(box: Mapping[Slot, frozenset[Any]]) -> tuple[Atom, ...]:
-    return tuple(("member", ("s", s, 0), v) for s, v in box.items())
 
 
 def _conclusion(rule: Rule) -> Any:
