@@ -158,3 +158,19 @@ def test_markdown_keeps_case_text_inert() -> None:
     assert rec is not None
     md = render_explanation(explain(advice, rec, case=case), "markdown")
     assert "<script>" not in md.replace("`<script>x</script>`", "")
+
+
+def test_text_renderer_returns_text_inside_jupyter_too() -> None:
+    """rich detects Jupyter and would display the output instead of returning it."""
+    from unittest import mock
+
+    import rich.console
+
+    import secondopinion
+    from secondopinion.render import render
+
+    advice = secondopinion.advise({"diagnosis": {"seriousness": "serious"}})
+    with mock.patch.object(rich.console, "_is_jupyter", return_value=True):
+        out = render(advice, "text", secondopinion.default_advisor().rulebook)
+    assert "Second opinion guidance" in out
+    assert advice.recommendations[0].title in out

@@ -30,7 +30,15 @@ _OUTCOME_WORDS = {
 
 
 def _console(buffer: io.StringIO, color: bool, width: int) -> Console:
-    return Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False, soft_wrap=False)
+    return Console(
+        file=buffer,
+        force_terminal=color,
+        no_color=not color,
+        width=width,
+        highlight=False,
+        soft_wrap=False,
+        force_jupyter=False,
+    )
 
 
 class _Writer:
