@@ -850,7 +850,7 @@ class _RuleChecker:
                 values = tuple(self._literal(v, domain, fact, attr, bad) for v in spec)
                 tests.append(Condition(attr, "in", values))
             elif isinstance(spec, dict) and "ref" in spec:
-                tests.append(Condition(attr, "eq", self._operand(spec, domain, fact, attr, bound, bad)))
+                tests.append(Condition(attr, "eq", self._condition_operand(spec, domain, fact, attr, bound, bad)))
             elif isinstance(spec, dict):
                 ((op, operand),) = spec.items()
                 if op == "exists":
@@ -861,7 +861,7 @@ class _RuleChecker:
                 else:
                     if op in ("gt", "gte", "lt", "lte") and domain != "int":
                         bad(f"'{op}' needs a number attribute, {fact}.{attr} is not one")
-                    tests.append(Condition(attr, op, self._operand(operand, domain, fact, attr, bound, bad)))
+                    tests.append(Condition(attr, op, self._condition_operand(operand, domain, fact, attr, bound, bad)))
             else:
                 tests.append(Condition(attr, "eq", self._literal(spec, domain, fact, attr, bad)))
         return tuple(tests)
@@ -879,6 +879,14 @@ class _RuleChecker:
             bad(f"unknown value {value!r} for {fact}.{attr} (one of: {', '.join(domain)})")
         result: str | int | bool = value
         return result
+
+    def _condition_operand(
+        self, value: Any, domain: Domain, fact: str, attr: str, bound: Mapping[str, str], bad: Any
+    ) -> Value:
+        """An operand in a test: like :meth:`_operand`, but the engine cannot add inside a join."""
+        if isinstance(value, dict) and value.get("add"):
+            bad("'add' is only allowed in values a rule sets, not in tests (the engine cannot add in a join)")
+        return self._operand(value, domain, fact, attr, bound, bad)
 
     def _operand(self, value: Any, domain: Domain, fact: str, attr: str, bound: Mapping[str, str], bad: Any) -> Value:
         if isinstance(value, dict):
