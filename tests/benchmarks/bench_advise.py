@@ -487,7 +487,8 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
     b = results.get("batch")
     if b:
         yield ""
-        yield f"batch ({b['cases']} cases, JSON Lines in and out):"
+        load = f"load average {b['load'][0]:.2f} -> {b['load'][1]:.2f}"
+        yield f"batch ({b['cases']} cases, JSON Lines in and out; {load}):"
         for label in ("single", "all_cores"):
             s = b[label]
             yield (
@@ -510,7 +511,10 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
             yield f"dask: skipped ({d['skipped']})"
         else:
             w1, w2 = d["workers_1"], d["workers_2"]
-            yield f"dask advise_bag on a LocalCluster ({d['cases']} cases, worker processes with 1 thread each):"
+            yield (
+                f"dask advise_bag on a LocalCluster ({d['cases']} cases, worker processes with 1 thread each; "
+                f"load average {d['load'][0]:.2f} -> {d['load'][1]:.2f}):"
+            )
             yield (
                 f"  advice kept on the workers (a sum returned): 1 worker {w1['cases_per_s']:.0f} cases/s, "
                 f"2 workers {w2['cases_per_s']:.0f} cases/s, speed-up {d['speedup_2_vs_1']:.2f}x"
@@ -543,11 +547,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "latency" not in args.skip:
         results["latency"] = bench_latency(cases, rounds=2 if args.quick else 3)
     if "batch" not in args.skip:
+        before = load_average()
         results["batch"] = bench_batch(3000 if args.quick else 20000)
+        results["batch"]["load"] = (before[0], load_average()[0])
     if "rss" not in args.skip:
         results["rss"] = bench_rss(2000, 20000) if args.quick else bench_rss(10000, 200000)
     if "dask" not in args.skip:
+        before = load_average()
         results["dask"] = bench_dask(2000 if args.quick else 20000)
+        results["dask"]["load"] = (before[0], load_average()[0])
     for line in report(results):
         print(line)
     if args.json:
