@@ -222,7 +222,8 @@ def test_schema_of_rule_files_is_shipped_and_valid() -> None:
 def test_add_in_a_test_is_refused_because_the_engine_cannot_join_on_sums(tmp_path: Path) -> None:
     text = GOOD_RULE.replace(
         "      - {bind: dx, fact: diagnosis, where: {seriousness: serious}}\n",
-        "      - {bind: a, fact: opinion}\n      - {bind: b, fact: opinion, where: {index: {gt: {ref: a.index, add: 1}}}}\n",
+        "      - {bind: a, fact: opinion}\n"
+        "      - {bind: b, fact: opinion, where: {index: {gt: {ref: a.index, add: 1}}}}\n",
     )
     (problem,) = load_error(write(tmp_path, text)).problems
     assert "'add' is only allowed in values a rule sets" in problem.message
