@@ -211,6 +211,10 @@ def test_session_in_which_no_rule_fires_is_deleted_without_crash() -> None:
 
 
 # Documents hazard 2: raw durable crashes deleting a session where no action ran.
+# It is a read of freed memory: CPython 3.11 crashes on it every time here, 3.12 reads the freed
+# memory without crashing. The guard (test_session_in_which_no_rule_fires_is_deleted_without_crash and
+# the other hazard-2 tests) runs on every version.
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the use-after-free crashes reproducibly on 3.11 only")
 def test_documents_raw_durable_crashes_deleting_a_session_without_actions() -> None:
     proc = run_python(
         """
