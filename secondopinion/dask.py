@@ -10,9 +10,9 @@ extra: ``pip install "secondopinion[dask]"``::
     import dask
     import dask.bag as db
     from distributed import Client, LocalCluster
-    from secondopinion.dask import advise_bag, worker_config
+    from secondopinion.dask import advise_bag, worker_environment
 
-    with dask.config.set(worker_config()):
+    with worker_environment():
         cluster = LocalCluster(n_workers=2, threads_per_worker=1)
     client = Client(cluster)
     advice = advise_bag(db.from_sequence(cases, npartitions=16)).compute()
@@ -20,15 +20,17 @@ extra: ``pip install "secondopinion[dask]"``::
 Speed: dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; with
 that setting every rule-engine session's memory goes back to the operating
 system and is faulted in again, and advice runs 2 to 3 times slower.
-:func:`worker_config` leaves glibc's default in place. Keep results on the
+:func:`worker_environment` leaves glibc's default in place. Keep results on the
 workers where you can (write them out, or reduce them): shipping every Advice
 back to the client costs more than computing it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 from typing import Any, Literal
 
@@ -40,25 +42,39 @@ import pandas as pd
 from .batch import AdvisorSpec, RecordError, advise_or_error, advisor_for
 from .recommendations import Advice
 
-__all__ = ["ADVICE_COLUMNS", "advise_bag", "advise_dataframe", "worker_config"]
+__all__ = ["ADVICE_COLUMNS", "advise_bag", "advise_dataframe", "worker_environment"]
 
 ADVICE_COLUMNS = ("advice", "kinds", "error")
 """Columns :func:`advise_dataframe` adds: the Advice as JSON text, its kinds (comma-separated), the error."""
 
 OnError = Literal["raise", "record"]
 
+_TRIM = "MALLOC_TRIM_THRESHOLD_"
 
-def worker_config() -> dict[str, Any]:
-    """dask configuration for clusters that advise: the nanny's worker environment without ``MALLOC_TRIM_THRESHOLD_``.
 
-    Use it with ``dask.config.set`` around the creation of a LocalCluster (or of
-    the nannies); the other variables dask sets for workers are kept.
+@contextlib.contextmanager
+def worker_environment() -> Iterator[None]:
+    """Start dask workers inside this block to keep glibc's default memory trimming in them.
+
+    dask's nanny gives workers ``MALLOC_TRIM_THRESHOLD_=65536``; with any explicit
+    trim threshold every rule-engine session's memory goes back to the operating
+    system and is faulted in again, and advice runs 2 to 3 times slower. Inside
+    the block the nanny's setting is unset (``None``, as distributed documents)
+    and the variable is kept out of this process's environment, where an earlier
+    nanny may have left it (nannies copy their worker settings into the
+    environment of the process that starts them); it is put back afterwards.
+    Workers started later (a restart, ``cluster.scale``) do not get this.
     """
     import distributed  # noqa: F401 - loads distributed's configuration defaults
 
-    environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    kept = {k: v for k, v in dict(environ).items() if k != "MALLOC_TRIM_THRESHOLD_"}
-    return {"distributed.nanny.pre-spawn-environ": kept}
+    saved = os.environ.pop(_TRIM, None)
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{_TRIM}": None}):
+            yield
+    finally:
+        os.environ.pop(_TRIM, None)
+        if saved is not None:
+            os.environ[_TRIM] = saved
 
 
 def _spec(rules: Sequence[str | PathLike[str]], include_drafts: bool) -> AdvisorSpec:

@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 import secondopinion
 from secondopinion import batch
 from secondopinion.batch import RecordError
-from secondopinion.dask import ADVICE_COLUMNS, advise_bag, advise_dataframe, worker_config
+from secondopinion.dask import ADVICE_COLUMNS, advise_bag, advise_dataframe, worker_environment
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +30,24 @@ BAD = {"diagnosis": {"seriousness": "very"}}
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with dask.config.set(worker_config()):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    # Nannies copy their worker settings into this process's environment: simulate an
+    # earlier cluster having done so, which worker_environment() must see through.
+    previous = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+    try:
+        with worker_environment():
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # put back after the block
+    finally:
+        if previous is None:
+            os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        else:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = previous
     with cluster, Client(cluster) as c:
         yield c
 
 
-def test_worker_config_keeps_glibc_trimming_default_in_the_workers(client: Client) -> None:
+def test_workers_start_without_dasks_malloc_trim_setting(client: Client) -> None:
     # dask sets MALLOC_TRIM_THRESHOLD_=65536 for workers, which makes engine sessions 2-3x slower.
     assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] == 65536
     environ: dict[str, dict[str, str]] = client.run(lambda: dict(os.environ))

@@ -388,18 +388,17 @@ def _build_default_advisor() -> None:
 def bench_dask(count: int) -> dict[str, Any]:
     """advise_bag on a LocalCluster with 1 and with 2 worker processes (cluster start-up excluded)."""
     try:
-        import dask
         import dask.bag as db
         from distributed import Client, LocalCluster
 
-        from secondopinion.dask import advise_bag, worker_config
+        from secondopinion.dask import advise_bag, worker_environment
     except ImportError:
         return {"skipped": "dask extra not installed"}
     cases = list(random_cases(count, seed=SEED + 3))
     out: dict[str, Any] = {"cases": count}
     expected = None
     for workers in (1, 2):
-        with dask.config.set(worker_config()):  # without it, dask's worker malloc setting costs 2-3x
+        with worker_environment():  # without it, dask's worker malloc setting costs 2-3x
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         with cluster, Client(cluster) as client:
             warm = db.from_sequence(cases[: 8 * workers], npartitions=2 * workers)
