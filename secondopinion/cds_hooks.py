@@ -113,16 +113,6 @@ def summary(title: str) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
-def _rules(rec: Recommendation, rulebook: Rulebook) -> list[Rule]:
-    out = []
-    for rule_id in rec.rule_ids:
-        try:
-            out.append(rulebook.rule(rule_id))
-        except KeyError:
-            continue
-    return out
-
-
 def rule_url(rule: Rule) -> str | None:
     """A link to a shipped rule in the repository (file and line); None for rules from other packs."""
     path = Path(rule.file)
@@ -157,7 +147,7 @@ def card(
     rec: Recommendation, rulebook: Rulebook, *, hook_instance: str | None = None, disclaimer: str | None = None
 ) -> dict[str, Any]:
     """One CDS Hooks card for a recommendation (see the module docstring for each field)."""
-    rules = _rules(rec, rulebook)
+    rules = rulebook.rules_for(rec.rule_ids)
     first_doc = rulebook.documents.get(rec.sources[0].file) if rec.sources else None
     label = first_doc.title if first_doc is not None else "secondopinion guidance"
     urls = [u for u in (rule_url(r) for r in rules) if u is not None]
@@ -203,8 +193,7 @@ def cards(
     book = rulebook if rulebook is not None else default_advisor().rulebook
     response: dict[str, Any] = {
         "cards": [
-            card(rec, book, hook_instance=hook_instance, disclaimer=advice.disclaimer)
-            for rec in advice.recommendations
+            card(rec, book, hook_instance=hook_instance, disclaimer=advice.disclaimer) for rec in advice.recommendations
         ]
     }
     if extension:

@@ -37,7 +37,7 @@ import attrs
 from .case import Case, case_fact_types, case_facts, load_case
 from .compiler import matches
 from .recommendations import KINDS, Advice, Derivation, Recommendation, SourceRef
-from .rulebook import AnyOf, Condition, Derive, Pattern, Ref, Rule, Rulebook, Test
+from .rulebook import AnyOf, Condition, Derive, Pattern, Ref, Rule, Rulebook, Test, iter_conditions
 
 if TYPE_CHECKING:
     from .advisor import Advisor, CaseLike, Trace
@@ -128,14 +128,8 @@ def _is_case_fact(fact: Fact) -> bool:
 # --------------------------------------------------------------------------- evaluating tests
 
 
-def conditions(tests: Sequence[Test]) -> Iterator[Condition]:
-    """Every condition in a pattern's tests, alternatives included."""
-    for test in tests:
-        if isinstance(test, AnyOf):
-            for alternative in test.alternatives:
-                yield from conditions(alternative)
-        else:
-            yield test
+conditions = iter_conditions
+"""Every condition in a pattern's tests, alternatives included (see :func:`~secondopinion.rulebook.iter_conditions`)."""
 
 
 def _operand(value: Any, bindings: Mapping[str, Fact]) -> tuple[bool, Any]:

@@ -55,7 +55,7 @@ from .advisor import default_advisor
 from .case import Case, CaseError, load_case
 from .cds_hooks import KIND_SYSTEM, RULES_URL, rule_url
 from .recommendations import Advice, Priority, Recommendation, SetDeadline
-from .rulebook import Rule, Rulebook
+from .rulebook import Rulebook
 
 try:
     from fhir.resources import get_fhir_model_class as _r5_class
@@ -264,9 +264,8 @@ class _Mapper:
         full_url = self.patient.full_url if self.patient is not None else None
         if target is None or (pid is None and full_url is None):
             return True
-        return (
-            (full_url is not None and target == full_url)
-            or (pid is not None and (target == f"Patient/{pid}" or target.endswith(f"/Patient/{pid}")))
+        return (full_url is not None and target == full_url) or (
+            pid is not None and (target == f"Patient/{pid}" or target.endswith(f"/Patient/{pid}"))
         )
 
 
@@ -570,16 +569,6 @@ def case_from_prefetch(
 # --------------------------------------------------------------------------- writing
 
 
-def _rules_of(rec: Recommendation, rulebook: Rulebook) -> list[Rule]:
-    out = []
-    for rule_id in rec.rule_ids:
-        try:
-            out.append(rulebook.rule(rule_id))
-        except KeyError:
-            continue
-    return out
-
-
 def _documentation(rec: Recommendation, rulebook: Rulebook) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for src in rec.sources:
@@ -588,7 +577,7 @@ def _documentation(rec: Recommendation, rulebook: Rulebook) -> list[dict[str, An
         docs.append({"type": "citation", "label": src.file, "display": f"{title}: {src.section}", "citation": title})
     for ev in rec.evidence:
         docs.append({"type": "justification", "label": ev.id, "display": ev.figure})
-    for rule in _rules_of(rec, rulebook):
+    for rule in rulebook.rules_for(rec.rule_ids):
         entry: dict[str, Any] = {"type": "documentation", "label": rule.id, "display": rule.title}
         url = rule_url(rule)
         if url is not None:

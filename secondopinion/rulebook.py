@@ -46,6 +46,7 @@ __all__ = [
     "Rulebook",
     "Tension",
     "default_rules_path",
+    "iter_conditions",
     "rules_schema",
 ]
 
@@ -217,6 +218,16 @@ class AnyOf:
 
 
 Test = Condition | AnyOf
+
+
+def iter_conditions(tests: Iterable[Test]) -> Iterator[Condition]:
+    """Every condition in a pattern's tests, those inside ``any`` alternatives included."""
+    for test in tests:
+        if isinstance(test, AnyOf):
+            for alternative in test.alternatives:
+                yield from iter_conditions(alternative)
+        else:
+            yield test
 
 
 @attrs.frozen
@@ -506,6 +517,11 @@ class Rulebook:
             if rule.id == rule_id:
                 return rule
         raise KeyError(rule_id)
+
+    def rules_for(self, rule_ids: Iterable[str]) -> list[Rule]:
+        """The rules with these ids, in that order; ids this rulebook does not hold are skipped."""
+        by_id = {r.id: r for r in self.rules}
+        return [by_id[i] for i in rule_ids if i in by_id]
 
     def fact_types(self) -> dict[str, Mapping[str, Domain]]:
         """Every fact type rules may match: the case's and the derived ones."""

@@ -46,7 +46,7 @@ from .case import Case, Domain, case_fact_types, case_facts, load_case
 from .compiler import compile_rules
 from .engine import Engine, EngineError
 from .recommendations import KINDS
-from .rulebook import AnyOf, Condition, Coverage, Derive, Pattern, Recommend, Ref, Rule, Rulebook, Test
+from .rulebook import AnyOf, Condition, Coverage, Derive, Pattern, Recommend, Ref, Rule, Rulebook, Test, iter_conditions
 
 __all__ = ["KIND_DESCRIPTIONS", "Finding", "Report", "Severity", "verify"]
 
@@ -275,7 +275,7 @@ class _Model:
         counts: set[int] = set()
         for patterns in self._all_pattern_lists():
             for pattern in patterns:
-                for cond in _conditions(pattern.tests):
+                for cond in iter_conditions(pattern.tests):
                     domain = self.fact_types.get(pattern.fact, {}).get(cond.attr)
                     for value in _literals(cond):
                         if isinstance(value, bool):
@@ -700,15 +700,6 @@ def _attr_expr(bound: tuple[Any, ...], attr: str) -> Expr:
         return ("b", bound[1], attr, 0)
     content: Mapping[str, Expr] = bound[2]
     return content.get(attr, ("c", ABSENT))
-
-
-def _conditions(tests: Iterable[Test]) -> Iterator[Condition]:
-    for test in tests:
-        if isinstance(test, AnyOf):
-            for alt in test.alternatives:
-                yield from _conditions(alt)
-        else:
-            yield test
 
 
 def _literals(cond: Condition) -> Iterator[Any]:
@@ -1541,7 +1532,7 @@ class _Verifier:
         """Rules whose own engine (with the rules they build on) fails on the case."""
         facts = case_facts(load_case(dict(run.case)))
         for rule in self.rules:
-            if not any(isinstance(c.value, Ref) for p in rule.when for c in _conditions(p.tests)):
+            if not any(isinstance(c.value, Ref) for p in rule.when for c in iter_conditions(p.tests)):
                 continue
             closure = self.closure(rule)
             compiled = compile_rules(closure)
