@@ -297,7 +297,7 @@ def batch(
         if str(out) == "-":
             fail("--errors is required when --out is -", 2)
         errors = out.with_suffix(".errors.jsonl")
-    if str(out) != "-" and errors.resolve() == out.resolve():
+    if str(errors) == str(out) == "-" or (str(out) != "-" and errors.resolve() == out.resolve()):
         fail("--errors must not be the --out file", 2)
     for path in (rules or []):
         if not path.exists():

@@ -199,6 +199,8 @@ def test_cli_batch_usage_errors_exit_2(tmp_path: Path) -> None:
     assert same.exit_code == 2
     stdout_needs_errors = runner.invoke(app, ["batch", str(source), "--out", "-"])
     assert stdout_needs_errors.exit_code == 2
+    both_on_stdout = runner.invoke(app, ["batch", str(source), "--out", "-", "--errors", "-"])
+    assert both_on_stdout.exit_code == 2 and "must not be the --out file" in both_on_stdout.stderr
 
 
 def test_cli_batch_from_stdin_to_stdout_in_a_real_process(tmp_path: Path) -> None:
