@@ -445,8 +445,7 @@ class _Capture(logging.Handler):
 @pytest.fixture
 def all_logs() -> Iterator[_Capture]:
     """Every logger (durable's included) at DEBUG, all records captured."""
-    import durable  # noqa: F401 - only to make its logger exist before levels are set
-
+    assert "durable" in logging.root.manager.loggerDict  # created when secondopinion.engine imported durable
     capture = _Capture()
     root = logging.getLogger()
     saved = {name: (lg.level, lg.propagate, lg.disabled) for name, lg in _loggers()}
