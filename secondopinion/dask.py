@@ -18,8 +18,7 @@ extra: ``pip install "secondopinion[dask]"``::
     advice = advise_bag(db.from_sequence(cases, npartitions=16)).compute()
 
 Speed: dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; with
-that setting every rule-engine session's memory goes back to the operating
-system and is faulted in again, and advice runs 2 to 3 times slower.
+that setting advice runs 2 to 3 times slower in the workers.
 :func:`worker_environment` leaves glibc's default in place. Keep results on the
 workers where you can (write them out, or reduce them): shipping every Advice
 back to the client costs more than computing it.
@@ -57,8 +56,9 @@ def worker_environment() -> Iterator[None]:
     """Start dask workers inside this block to keep glibc's default memory trimming in them.
 
     dask's nanny gives workers ``MALLOC_TRIM_THRESHOLD_=65536``; with any explicit
-    trim threshold every rule-engine session's memory goes back to the operating
-    system and is faulted in again, and advice runs 2 to 3 times slower. Inside
+    trim threshold glibc stops adapting its thresholds and advice runs 2 to 3
+    times slower (each rule-engine session's memory apparently goes back to the
+    operating system and is faulted in again). Inside
     the block the nanny's setting is unset (``None``, as distributed documents)
     and the variable is kept out of this process's environment, where an earlier
     nanny may have left it (nannies copy their worker settings into the
