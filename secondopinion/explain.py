@@ -193,7 +193,8 @@ test_holds.__test__ = False  # type: ignore[attr-defined]  # not a pytest test w
 # --------------------------------------------------------------------------- plain words
 
 
-def _show(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A case value as shown to the user (absent values say so)."""
     if value is None:
         return "not given"
     if isinstance(value, bool):
@@ -202,7 +203,7 @@ def _show(value: Any) -> str:
 
 
 def _either(values: Sequence[Any], joiner: str = "or") -> str:
-    words = [_show(v) for v in values]
+    words = [value_text(v) for v in values]
     if len(words) <= 1:
         return "".join(words)
     return f"{', '.join(words[:-1])} {joiner} {words[-1]}"
@@ -261,7 +262,7 @@ def _predicate(cond: Condition, ref_name: Callable[[Ref], str], form: Literal["i
         if op == "in":
             return ("is " if is_form else "to be ") + _either(value)
         if len(value) == 1:
-            return ("is not " if is_form else "not to be ") + _show(value[0])
+            return ("is not " if is_form else "not to be ") + value_text(value[0])
         return ("is none of " if is_form else "to be none of ") + _either(value, "and")
     if isinstance(value, Ref):
         if cond.attr == "index" and value.attr == "index" and not value.add:
@@ -270,7 +271,7 @@ def _predicate(cond: Condition, ref_name: Callable[[Ref], str], form: Literal["i
             table = _REF_IS if is_form else _REF_TO_BE
         return table[op].format(ref_name(value))
     table = _IS if is_form else _TO_BE
-    return table[op].format(_show(value))
+    return table[op].format(value_text(value))
 
 
 def _ref_namer(bindings: Mapping[str, Fact]) -> Callable[[Ref], str]:
@@ -815,7 +816,7 @@ def _article(word: str) -> str:
 
 
 def _said(value: Any) -> str:
-    return "nothing (not given)" if value is None else _show(value)
+    return "nothing (not given)" if value is None else value_text(value)
 
 
 def _targets(rulebook: Rulebook, target: str) -> tuple[str | None, tuple[Rule, ...]]:

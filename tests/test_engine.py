@@ -82,12 +82,22 @@ def conflict_engine(**kwargs: Any) -> Engine:
     )
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter that can import the project."""
+RAW_HOST = """
+import durable.engine as de
+class Host(de.Host):
+    def _run(self): pass
+    def get_action(self, name): return lambda c: None
+host = Host()
+"""
+"""Script prefix for the raw-durable demonstrations: a timer-free host whose actions do nothing."""
+
+
+def run_python(*parts: str) -> subprocess.CompletedProcess[str]:
+    """Run the parts (each dedented on its own) in a fresh interpreter that can import the project."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", "\n".join(textwrap.dedent(part) for part in parts)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -217,12 +227,8 @@ def test_session_in_which_no_rule_fires_is_deleted_without_crash() -> None:
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the use-after-free crashes reproducibly on 3.11 only")
 def test_documents_raw_durable_crashes_deleting_a_session_without_actions() -> None:
     proc = run_python(
+        RAW_HOST,
         """
-        import durable.engine as de
-        class Host(de.Host):
-            def _run(self): pass
-            def get_action(self, name): return lambda c: None
-        host = Host()
         host.register_rulesets(
             {"t": {"r": {"all": [{"a": {"type": "x"}}, {"b": {"type": "y"}}], "run": "r"}}}
         )
@@ -331,12 +337,8 @@ def test_colliding_sids_never_mix_results() -> None:
 # Documents hazard 4: raw durable mixes the facts of these two live sessions.
 def test_documents_raw_durable_mixes_colliding_sessions() -> None:
     proc = run_python(
+        RAW_HOST,
         """
-        import durable.engine as de
-        class Host(de.Host):
-            def _run(self): pass
-            def get_action(self, name): return lambda c: None
-        host = Host()
         host.register_rulesets({"t": {"r": {"all": [{"a": {"type": "x"}}], "run": "r"}}})
         host.assert_facts("t", [{"type": "x", "v": "A", "sid": "user-129599"}])
         host.assert_facts("t", [{"type": "x", "v": "B", "sid": "user-732382"}])
@@ -410,12 +412,8 @@ def test_facts_equal_except_fid_are_distinct_facts() -> None:
 # Documents hazard 5: raw durable refuses content it has already seen.
 def test_documents_raw_durable_refuses_repeated_content() -> None:
     proc = run_python(
+        RAW_HOST,
         """
-        import durable.engine as de
-        class Host(de.Host):
-            def _run(self): pass
-            def get_action(self, name): return lambda c: None
-        host = Host()
         host.register_rulesets({"t": {"r": {"all": [{"a": {"type": "x"}}], "run": "r"}}})
         host.assert_fact("t", {"type": "x", "sid": "s"})
         try:
@@ -896,12 +894,8 @@ def test_exponent_constant_in_pattern_is_refused() -> None:
 # Documents hazard A2: raw durable segfaults on a float written as 1e-05.
 def test_documents_raw_durable_crashes_on_exponent_floats() -> None:
     proc = run_python(
+        RAW_HOST,
         """
-        import durable.engine as de
-        class Host(de.Host):
-            def _run(self): pass
-            def get_action(self, name): return lambda c: None
-        host = Host()
         host.register_rulesets({"t": {"r": {"all": [{"a": {"type": "x"}}], "run": "r"}}})
         host.assert_facts("t", [{"type": "x", "v": 1e-5, "sid": "s"}])
         print("survived", flush=True)
@@ -1085,12 +1079,8 @@ def test_join_inside_or_with_absent_attributes_matches_an_oracle(pairs: list[tup
 # Documents hazard A9: raw durable aborts the call when a join meets an absent attribute.
 def test_documents_raw_durable_aborts_on_join_with_absent_attribute() -> None:
     proc = run_python(
+        RAW_HOST,
         """
-        import durable.engine as de
-        class Host(de.Host):
-            def _run(self): pass
-            def get_action(self, name): return lambda c: None
-        host = Host()
         b = {"$and": [{"type": "o"}, {"$neq": {"dx": {"a": "dx"}}}, {"sid": {"a": "sid"}}]}
         host.register_rulesets({"t": {
             "r": {"all": [{"a": {"type": "o"}}, {"b": b}], "run": "r"},

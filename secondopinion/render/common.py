@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..explain import Explanation, direct_reasons
+from ..explain import Explanation, direct_reasons, value_text
 from ..recommendations import Recommendation, SetDeadline, SourceRef
 from ..rulebook import Rulebook
 
@@ -19,15 +19,6 @@ def _label(name: str) -> str:
 def kind_label(kind: str) -> str:
     """A recommendation kind in words: ``get_another_opinion`` -> ``get another opinion``."""
     return kind.replace("_", " ")
-
-
-def value_text(value: Any) -> str:
-    """A case value as shown to the user (absent values say so)."""
-    if value is None:
-        return "not given"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
 
 
 def details(rec: Recommendation) -> list[tuple[str, str]]:
