@@ -32,6 +32,8 @@ __all__ = [
     "Case",
     "CaseError",
     "Certainty",
+    "CodeSystem",
+    "Comparison",
     "Diagnosis",
     "Doctor",
     "DoctorReaction",
@@ -49,6 +51,7 @@ __all__ = [
     "TreatmentKind",
     "Tri",
     "Trust",
+    "Urgency",
     "case_fact_types",
     "case_facts",
     "converter",
@@ -103,6 +106,40 @@ class TreatmentKind(StrEnum):
     CHEMOTHERAPY = "chemotherapy"
     RADIATION = "radiation"
     OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class Urgency(StrEnum):
+    """How soon the treatment decision has to be made, as the treating doctor puts it.
+
+    ``emergency``: care is needed now (today); nothing should hold it up.
+    ``urgent``: the decision is due within days; only a quick review fits.
+    ``can_wait``: there is time (weeks or more) to get another opinion first.
+    ``days_to_decide`` gives the same information in days: 0 means the
+    decision is due today and is treated as an emergency, 1 as an emergency
+    too (no time for an opinion before it), 2 to 7 as urgent.
+    """
+
+    EMERGENCY = "emergency"
+    URGENT = "urgent"
+    CAN_WAIT = "can_wait"
+    UNKNOWN = "unknown"
+
+
+class CodeSystem(StrEnum):
+    """The code system of a coded diagnosis."""
+
+    ICD10CM = "icd10cm"
+    SNOMED = "snomed"
+    UNKNOWN = "unknown"
+
+
+class Comparison(StrEnum):
+    """How the patient says one opinion's diagnosis compares with the first doctor's."""
+
+    SAME = "same"
+    DIFFERENT = "different"
+    NOT_SURE = "not_sure"
     UNKNOWN = "unknown"
 
 
@@ -219,6 +256,36 @@ def _days(value: int | None) -> int | None:
     return value
 
 
+def _code(value: str | None) -> str | None:
+    """Normalise a diagnosis code for comparison: no spaces or dots, upper case (``m51.26`` is ``M5126``)."""
+    if value is None:
+        return None
+    cleaned = "".join(value.split()).replace(".", "").upper()
+    return cleaned or None
+
+
+_CODE_PATTERNS = {
+    CodeSystem.ICD10CM: re.compile(r"[A-Z][0-9][0-9A-Z]{1,5}"),
+    CodeSystem.SNOMED: re.compile(r"[1-9][0-9]{5,17}"),
+}
+"""What a normalised code of each system looks like (ICD-10-CM: a letter, a digit, then up to five more)."""
+
+
+def _code_problems(case: Case) -> list[str]:
+    """Codes that do not fit their system, or a code without a system, each by its path."""
+    problems = []
+    for index, opinion in enumerate(case.opinions):
+        if opinion.diagnosis_code is None:
+            continue
+        path = f"$.opinions[{index}]"
+        pattern = _CODE_PATTERNS.get(opinion.diagnosis_code_system)
+        if pattern is None:
+            problems.append(f"a diagnosis code needs its system (icd10cm or snomed) @ {path}.diagnosis_code_system")
+        elif not pattern.fullmatch(opinion.diagnosis_code):
+            problems.append(f"invalid value: not a {opinion.diagnosis_code_system.value} code @ {path}.diagnosis_code")
+    return problems
+
+
 @attrs.frozen(kw_only=True)
 class Diagnosis:
     """The current diagnosis and what is known about it."""
@@ -248,6 +315,7 @@ class Treatment:
     working: Tri = Tri.UNKNOWN
     several_options: Tri = Tri.UNKNOWN
     days_to_decide: int | None = attrs.field(default=None, converter=_days)
+    urgency: Urgency = Urgency.UNKNOWN
 
 
 @attrs.frozen(kw_only=True)
@@ -302,8 +370,14 @@ class Records:
 class Opinion:
     """One opinion obtained so far; the first in a case is the current doctor's.
 
-    ``diagnosis`` is a short label compared between opinions (case and spacing
-    are ignored); ``treatment`` is the kind of treatment the doctor recommends.
+    ``diagnosis`` is a short label (case and spacing are ignored);
+    ``diagnosis_code`` with ``diagnosis_code_system`` is the same diagnosis
+    coded (ICD-10-CM such as ``M51.26``, or a SNOMED CT concept id), which is
+    what the rules compare when two opinions both have one. Free-text labels
+    that differ are not taken as a conflict: they may mean the same thing.
+    ``diagnosis_vs_first`` is what the patient says about how this opinion's
+    diagnosis compares with the first doctor's. ``treatment`` is the kind of
+    treatment the doctor recommends.
     """
 
     specialty: Specialty = Specialty.UNKNOWN
@@ -311,6 +385,9 @@ class Opinion:
     close_associate_of_first: Tri = Tri.UNKNOWN
     mode: OpinionMode = OpinionMode.UNKNOWN
     diagnosis: str | None = attrs.field(default=None, converter=_text)
+    diagnosis_code: str | None = attrs.field(default=None, converter=_code)
+    diagnosis_code_system: CodeSystem = CodeSystem.UNKNOWN
+    diagnosis_vs_first: Comparison = Comparison.UNKNOWN
     treatment: TreatmentKind = TreatmentKind.UNKNOWN
 
 
@@ -427,7 +504,10 @@ def load_case(data: Case | Mapping[str, Any] | str | bytes) -> Case:
     if not isinstance(data, Mapping):
         raise CaseError(["a case must be a JSON object @ $"])
     try:
-        return converter.structure(dict(data), Case)
+        case = converter.structure(dict(data), Case)
+        problems = _code_problems(case)
+        if not problems:
+            return case
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             problems = transform_error(exc, path="$", format_exception=_format_problem)
@@ -481,6 +561,9 @@ def case_facts(case: Case) -> list[dict[str, Any]]:
         fact = _aspect("opinion", opinion)
         fact["fid"] = f"opinion[{index}]"
         fact["index"] = index
+        if opinion.diagnosis_code is not None:
+            # Codes compare within one system: the fact holds them qualified by it.
+            fact["diagnosis_code"] = f"{opinion.diagnosis_code_system.value}:{opinion.diagnosis_code}"
         facts.append(fact)
     return facts
 
