@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,6 +21,7 @@ import typer
 from . import __version__
 from .advisor import Advisor
 from .case import CaseError, load_case
+from .engine import EngineError
 from .render import render
 from .rulebook import Rule, Rulebook, RuleFileError
 from .schema import schema_for
@@ -74,12 +76,36 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def read_input(path: Path) -> str:
-    """The text of a file, or of standard input for ``-``; exit 2 when it cannot be read."""
-    if str(path) == "-":
-        return sys.stdin.read()
+MAX_CASE_BYTES = 1 << 20
+"""Largest case file read, in bytes (1 MiB, as a batch line): ``advise /dev/zero`` stops there."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user's rules or machine can cause into one line and exit 1, never a traceback."""
     try:
-        return path.read_text(encoding="utf-8")
+        yield
+    except RuleFileError as exc:
+        fail(str(exc), 1)
+    except EngineError as exc:  # ActionError, RulesetError, EngineBudgetError: messages name rules, never values
+        fail(f"the rules could not be run: {exc}", 1)
+    except MemoryError:
+        fail("out of memory", 1)
+    except RecursionError:
+        fail("input nested too deeply", 1)
+
+
+def read_input(path: Path) -> str:
+    """The text of a file, or of standard input for ``-`` (at most MAX_CASE_BYTES); exit 2 when it cannot be read."""
+    try:
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
+        else:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_CASE_BYTES + 1)
+        if len(raw) > MAX_CASE_BYTES:
+            fail(f"{path} is larger than {MAX_CASE_BYTES} bytes (the limit for one case)", 1)
+        return raw.decode("utf-8")
     except FileNotFoundError:
         fail(f"no such file: {path}", 2)
     except IsADirectoryError:
@@ -110,7 +136,8 @@ def make_advisor(extra: list[Path] | None) -> Advisor:
             return default_advisor()
         except RuleFileError as exc:
             fail(str(exc), 1)
-    return Advisor(load_rulebook(extra))
+    with user_errors():
+        return Advisor(load_rulebook(extra))
 
 
 def load_case_file(path: Path) -> Any:
@@ -150,6 +177,11 @@ def advise(
     ] = False,
 ) -> None:
     """Advise on a case: recommendations with their reasons and sources."""
+    with user_errors():
+        _advise(case, fmt, rules, color, next_questions)
+
+
+def _advise(case: Path, fmt: AdviceFormat, rules: list[Path] | None, color: bool | None, next_questions: bool) -> None:
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
@@ -199,13 +231,15 @@ def explain(
     """Explain the advice on a case: how each recommendation was derived, or why one was not."""
     from .render import explain_report
 
-    advisor = make_advisor(rules)
-    checked = load_case_file(case)
+    with user_errors():
+        advisor = make_advisor(rules)
+        checked = load_case_file(case)
     use_color = sys.stdout.isatty() if color is None else color
     try:
-        text = explain_report(
-            checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
-        )
+        with user_errors():
+            text = explain_report(
+                checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
+            )
     except LookupError as exc:
         fail(str(exc.args[0]) if exc.args else "nothing to explain", 1)
     typer.echo(text, nl=False)
@@ -264,8 +298,9 @@ def rules_command(
 def check(rules: RulesOption = None) -> None:
     """Load the rule files and run every rule's examples; exit 1 on any problem."""
     book = load_rulebook(rules)
-    advisor = Advisor(book, include_drafts=True)
-    failures = advisor.check_examples()
+    with user_errors():
+        advisor = Advisor(book, include_drafts=True)
+        failures = advisor.check_examples()
     for failure in failures:
         typer.echo(str(failure), err=True)
     examples = sum(len(r.fires) + len(r.silent) for r in advisor.rules)
@@ -334,7 +369,9 @@ def verify_command(
     """Verify the rule base (dead rules, conflicts, gaps, coverage, ...); exit 1 on any error-level finding."""
     from .verify import verify
 
-    report = verify(load_rulebook(rules), include_drafts=drafts)
+    book = load_rulebook(rules)
+    with user_errors():
+        report = verify(book, include_drafts=drafts)
     typer.echo(report.to_json() if fmt is ListFormat.json else report.to_text(), nl=fmt is ListFormat.json)
     if not report.ok:
         raise typer.Exit(1)

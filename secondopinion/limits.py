@@ -20,11 +20,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from .rulebook import Rule, RuleProblem, iter_conditions
+from .rulebook import Derive, Ref, Rule, RuleProblem, iter_conditions
 
 __all__ = [
     "MAX_CONDITIONS_PER_FACT_TYPE",
     "MAX_LIST_VALUES",
+    "MAX_NUMBER",
     "MAX_PATTERNS_PER_RULE",
     "MAX_RANGE_TESTS_PER_FACT_TYPE",
     "MAX_RULES_PER_PATTERN",
@@ -49,6 +50,10 @@ They hang off the fact type's node in durable's 512-bucket table; about 497 froz
 MAX_RULES_PER_PATTERN: Final = 200
 """Most rules sharing one identical pattern (durable holds 256 behind one node: error 108)."""
 
+MAX_NUMBER: Final = 1_000_000_000
+"""Largest number (either sign) a rule may state or ``add``: the engine holds 64-bit integers, and
+a sum past them overflows in ``advise()``; every number of the case model is far smaller."""
+
 MAX_RANGE_TESTS_PER_FACT_TYPE: Final = 32
 """Most distinct tests other than equality (``ne``, ``gt``, ``lt``, ``not_in``, ``exists``, ...)
 on one fact type: one fact meeting many of them at once overflows durable's stack (error 303)."""
@@ -68,6 +73,8 @@ def check_rules(rules: Sequence[Rule], derived_types: Iterable[str]) -> list[Rul
     for rule in live:
         if len(rule.when) > MAX_PATTERNS_PER_RULE:
             add(rule, f"matches {len(rule.when)} facts; the engine joins at most {MAX_PATTERNS_PER_RULE}")
+        if _big_numbers(rule):
+            add(rule, f"a number or 'add' beyond {MAX_NUMBER:,} (the engine would overflow)")
         seen_derived: set[str] = set()
         for pattern in rule.when:
             if pattern.fact in derived and pattern.fact in seen_derived:
@@ -98,6 +105,22 @@ def check_rules(rules: Sequence[Rule], derived_types: Iterable[str]) -> list[Rul
                     tests.setdefault((condition.attr, condition.op, repr(value)), rule)
     problems.extend(_per_type(tests_by_type))
     return problems
+
+
+def _big(value: object) -> bool:
+    if isinstance(value, Ref):
+        return abs(value.add) > MAX_NUMBER
+    if isinstance(value, tuple):
+        return any(_big(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER
+
+
+def _big_numbers(rule: Rule) -> bool:
+    """Whether a rule states a number (in a test, a value it sets, or an ``add``) past MAX_NUMBER."""
+    values: list[object] = [c.value for p in rule.when for c in iter_conditions(p.tests)]
+    values.extend(c.value for u in rule.unless for c in iter_conditions(u.tests))
+    values.extend(rule.then.set.values() if isinstance(rule.then, Derive) else rule.then.fields.values())
+    return any(_big(v) for v in values)
 
 
 def _per_type(tests_by_type: Mapping[str, Mapping[tuple[str, str, str], Rule]]) -> list[RuleProblem]:

@@ -338,3 +338,86 @@ def test_a_list_that_froze_durable_is_refused_in_a_subprocess_with_a_timeout(tmp
         [sys.executable, "-c", _WITH_PACKS, str(path)], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.stdout.strip() == "RuleFileError True True LM-FREEZE", result.stderr
+
+
+# --------------------------------------------------------------------------- errors reach the user as one line
+
+
+def _variant_bomb(tmp_path: Path) -> Path:
+    """A rule the checker accepts but the engine refuses: 2**8 join variants (more than MAX_VARIANTS)."""
+    when: list[dict[str, Any]] = [{"bind": "a", "fact": "opinion"}]
+    for i in range(8):
+        alternatives = [{"diagnosis": {"ref": "a.diagnosis"}}, {"institution": {"ref": "a.institution"}}]
+        when.append({"bind": f"b{i}", "fact": "opinion", "where": {"any": alternatives}})
+    return _pack(tmp_path, [_rule("LM-VARIANTS", when)])
+
+
+def test_with_packs_raises_rule_file_error_with_file_and_line_when_the_engine_refuses(tmp_path: Path) -> None:
+    path = _variant_bomb(tmp_path)
+    assert Rulebook.load(path)  # the checker accepts it
+    with pytest.raises(RuleFileError) as info:
+        Advisor.with_packs(path, include_drafts=True)
+    (problem,) = info.value.problems
+    assert (problem.rule_id, problem.line) == ("LM-VARIANTS", _line_of(path, '"id": "LM-VARIANTS"') - 1)
+    assert problem.file.endswith("pack.yaml") and "variants" in problem.message
+
+
+def test_big_numbers_in_rules_are_refused_at_load_time(tmp_path: Path) -> None:
+    then = {
+        "recommend": {
+            "kind": "set_deadline",
+            "priority": "high",
+            "title": "t",
+            "detail": "d",
+            "fields": {"decide_within_days": {"ref": "t.days_to_decide", "add": 10**19}},
+        }
+    }
+    when = [{"bind": "t", "fact": "treatment", "where": {"days_to_decide": {"gt": 10**30}}}]
+    error = _refused(_pack(tmp_path, [_rule("LM-BIG", when, then)]))
+    assert [p.rule_id for p in error.problems] == ["LM-BIG"]
+
+
+def _cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from secondopinion.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_check_on_a_pack_the_engine_refuses_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = _cli("check", "--rules", str(_variant_bomb(tmp_path)))
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and "LM-VARIANTS" in result.output
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        secondopinion.EngineBudgetError("the rules went over the engine's budget"),
+        secondopinion.ActionError("SOME-RULE"),
+        MemoryError(),
+    ],
+)
+def test_advise_turns_engine_and_memory_errors_into_one_line(
+    error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(self: Advisor, case: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(Advisor, "advise", boom)
+    path = tmp_path / "case.json"
+    path.write_text("{}", encoding="utf-8")
+    result = _cli("advise", str(path))
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def test_advise_on_an_endless_file_stops_at_the_size_limit() -> None:
+    result = _cli("advise", "/dev/zero")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "larger than" in result.output
