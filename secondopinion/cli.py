@@ -1,8 +1,10 @@
 """The ``secondopinion`` command line (Typer).
 
 Exit codes: 0 success; 1 findings or advice errors (an invalid case, a bad
-rule file, failing rule examples); 2 usage errors (unknown option, missing
-file). Mistakes print one clear message on stderr, never a traceback, and
+rule file, failing rule examples, rules the engine cannot run, out of memory);
+2 usage errors (unknown option, missing file, an output that is the input);
+130 / 143 a batch stopped by Ctrl-C / SIGTERM (its partial outputs are kept
+for ``--resume``). Mistakes print one clear message on stderr, never a traceback, and
 never a value from the case.
 """
 
@@ -322,9 +324,21 @@ def batch(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: when stderr is a terminal).")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a run stopped by Ctrl-C (exit 130), SIGTERM (143) or a crash, from its OUT.partial files.",
+        ),
+    ] = False,
 ) -> None:
     """Advise on many cases in parallel; every bad record goes to the errors file (exit 1 if any)."""
-    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files
+    # Outputs are written as OUT.partial (and ERRORS.partial) and renamed when the run is complete;
+    # Ctrl-C or SIGTERM stops the run cleanly (exit 130 or 143) and --resume continues it.
+    import signal
+    import threading
+
+    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files, same_file
 
     if str(source) != "-" and not source.is_file():
         fail(f"no such file: {source}", 2)
@@ -332,27 +346,55 @@ def batch(
         if str(out) == "-":
             fail("--errors is required when --out is -", 2)
         errors = out.with_suffix(".errors.jsonl")
-    if str(errors) == str(out) == "-" or (str(out) != "-" and errors.resolve() == out.resolve()):
+    if str(errors) == str(out) == "-" or same_file(errors, out):
         fail("--errors must not be the --out file", 2)
+    for name, target in (("--out", out), ("--errors", errors)):
+        if same_file(source, target):
+            fail(f"{name} must not be the input file", 2)
+    if resume and "-" in (str(source), str(out), str(errors)):
+        fail("--resume needs an input file and output files (not -)", 2)
     for path in (rules or []):
         if not path.exists():
             fail(f"no such rule file or folder: {path}", 2)
     show = sys.stderr.isatty() if progress is None else progress
     size = source.stat().st_size if str(source) != "-" else None
     spec = AdvisorSpec(rules or ())
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with TerminalProgress(size) if show else contextlib.nullcontext() as bar:
-            summary = batch_files(source, out, errors, workers=workers or None, spec=spec, progress=bar)
+            summary = batch_files(
+                source, out, errors, workers=workers or None, spec=spec, progress=bar, stop=stop, resume=resume
+            )
     except RuleFileError as exc:
         fail(str(exc), 1)
     except BatchError as exc:
         fail(str(exc), 1)
     except OSError as exc:
         fail(f"cannot read or write a file: {exc.strerror or type(exc).__name__}", 2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not summary.complete:
+        outputs = " and ".join(f"{p}.partial" for p in (out, errors) if str(p) != "-")
+        typer.echo(
+            f"stopped: {summary.records} records written ({summary.results} advised, {summary.errors} errors) "
+            f"to {outputs}; run the same command with --resume to continue",
+            err=True,
+        )
+        raise typer.Exit(128 + (received[0] if received else signal.SIGINT))
+    resumed = f" ({summary.resumed} from the interrupted run)" if summary.resumed else ""
     skipped = f"; {summary.blank_lines} blank line(s) skipped" if summary.blank_lines else ""
     where = f" (see {errors})" if summary.errors else ""
     typer.echo(
-        f"{summary.records} records: {summary.results} advised, {summary.errors} errors{where}{skipped}", err=True
+        f"{summary.records} records{resumed}: {summary.results} advised, {summary.errors} errors{where}{skipped}",
+        err=True,
     )
     if summary.errors:
         raise typer.Exit(1)
