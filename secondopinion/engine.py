@@ -116,6 +116,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -812,6 +813,11 @@ class Engine:
             self._host.register_rulesets({self.name: copy.deepcopy(definitions)})
         except Exception as exc:
             raise RulesetError(f"durable refused the rule set ({_safe_engine_error(exc)})") from None
+        # durable never frees a ruleset (about 1.2 MB for the shipped rules): free it with the Engine.
+        # Nothing can run on an unreachable Engine, so no session of it is live then.
+        handle = self._host.get_ruleset(self.name)._handle
+        release = weakref.finalize(self, _durable.durable_rules_engine.delete_ruleset, handle)
+        release.atexit = False
 
     # ------------------------------------------------------------ actions
 
