@@ -43,7 +43,7 @@ from typing import IO, Any, Final
 import attrs
 
 from .advisor import Advisor, default_advisor
-from .case import CaseError, duplicate_keys, json_object
+from .case import CaseError, loads
 from .engine import EngineError
 from .recommendations import Advice
 from .rulebook import Rulebook
@@ -179,14 +179,13 @@ def _parse(raw: bytes | None) -> Any:
     except UnicodeDecodeError as exc:
         return RecordError("invalid_utf8", f"not valid UTF-8 at byte {exc.start + 1}")
     try:
-        data = json.loads(text, object_pairs_hook=json_object)
+        data, repeated = loads(text)  # the same rule as load_case: a key repeated in one object is refused
     except json.JSONDecodeError as exc:
         return RecordError("invalid_json", f"not valid JSON at column {exc.colno}")
     except ValueError:  # e.g. an integer with more digits than Python converts
         return RecordError("invalid_json", "not valid JSON: a number is too long")
     except RecursionError:
         return RecordError("invalid_json", "JSON nested too deeply")
-    repeated = duplicate_keys(data)  # the same rule as load_case
     if repeated:
         return RecordError("invalid_case", f"invalid case ({len(repeated)} problem(s))", tuple(repeated))
     return data

@@ -442,11 +442,7 @@ class _Duplicates(dict[str, Any]):
     duplicates: list[str]
 
 
-def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` for case JSON: a plain dict, or one marked with its repeated keys."""
-    out = dict(pairs)
-    if len(out) == len(pairs):
-        return out
+def _marked(out: dict[str, Any], pairs: list[tuple[str, Any]]) -> _Duplicates:
     marked = _Duplicates(out)
     seen: set[str] = set()
     marked.duplicates = []
@@ -457,8 +453,28 @@ def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
-def duplicate_keys(data: Any, path: str = "$") -> list[str]:
-    """Problems for every object of parsed JSON (built with :func:`json_object`) that repeats a key."""
+def loads(text: str | bytes) -> tuple[Any, list[str]]:
+    """``json.loads`` that also finds keys repeated in one object: (data, a problem per such object).
+
+    Raises what ``json.loads`` raises for text that is not JSON. The objects are checked as they
+    are parsed; the data is walked for paths only when a key was repeated.
+    """
+    repeated = False
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        out = dict(pairs)
+        if len(out) == len(pairs):
+            return out
+        repeated = True
+        return _marked(out, pairs)
+
+    data = json.loads(text, object_pairs_hook=hook)
+    return data, (_duplicate_keys(data) if repeated else [])
+
+
+def _duplicate_keys(data: Any, path: str = "$") -> list[str]:
+    """Problems for every object of parsed JSON that repeats a key."""
     problems: list[str] = []
     stack: list[tuple[Any, str]] = [(data, path)]
     while stack:
@@ -485,7 +501,7 @@ def parse_json(text: str | bytes) -> Any:
     elif isinstance(text, str) and text.startswith("\ufeff"):
         text = text[1:]
     try:
-        data = json.loads(text, object_pairs_hook=json_object)
+        data, repeated = loads(text)
     except json.JSONDecodeError as exc:
         problems = [f"not valid JSON at line {exc.lineno}, column {exc.colno} @ $"]
     except ValueError:  # bytes that are not UTF-8/16/32, or a number too long to convert
@@ -493,7 +509,7 @@ def parse_json(text: str | bytes) -> Any:
     except RecursionError:
         problems = ["JSON nested too deeply @ $"]
     if not problems:
-        problems = duplicate_keys(data)
+        problems = repeated
     if problems:
         raise CaseError(problems)
     return data
