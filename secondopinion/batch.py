@@ -51,6 +51,7 @@ from .rulebook import Rulebook
 __all__ = [
     "ERROR_KINDS",
     "MAX_LINE_BYTES",
+    "PARTIAL_SUFFIX",
     "AdvisorSpec",
     "BatchError",
     "BatchSummary",
@@ -64,6 +65,7 @@ __all__ = [
     "read_records",
     "record_error",
     "run_batch",
+    "same_file",
 ]
 
 MAX_LINE_BYTES: Final = 1 << 20

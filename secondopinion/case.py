@@ -55,6 +55,8 @@ __all__ = [
     "converter",
     "dump_case",
     "load_case",
+    "loads",
+    "parse_json",
 ]
 
 
