@@ -558,12 +558,12 @@ def batch_files(
     An output that is the input file (also through a link) is refused with :class:`BatchError`
     before anything is opened for writing.
     """
-    for target in (out, errors):
-        if same_file(source, target):
-            raise BatchError(f"an output file is the input file: {target}")
     if resume and "-" in (str(out), str(errors), str(source)):
         raise BatchError("resuming needs an input file and output files (not -)")
     partial_out, partial_errors = (_partial(out), _partial(errors))
+    for target in (out, errors, partial_out, partial_errors):
+        if same_file(source, target):
+            raise BatchError(f"an output file is the input file: {target}")
     skip = None
     if resume:
         skip = _Resume(partial_out, partial_errors)
@@ -576,9 +576,9 @@ def batch_files(
             src, dst, err, workers=workers, spec=spec, chunk_size=chunk_size, progress=progress, stop=stop, skip=skip
         )
         if summary.complete:
-            for path, stream in ((partial_out, dst), (partial_errors, err)):
+            for path, final, stream in ((partial_out, out, dst), (partial_errors, errors, err)):
                 stream.flush()
-                if str(path) != "-":
+                if path != final:
                     os.fsync(stream.fileno())  # on disk before the rename makes it look complete
     if summary.complete:
         for partial, final in ((partial_out, out), (partial_errors, errors)):
@@ -588,7 +588,11 @@ def batch_files(
 
 
 def _partial(path: Path) -> Path:
-    return path if str(path) == "-" else path.with_name(path.name + PARTIAL_SUFFIX)
+    """Where an output is written until complete: ``NAME.partial``, or the path itself for ``-``
+    and for what is not a regular file (``/dev/null``, a pipe), which cannot be renamed into."""
+    if str(path) == "-" or (path.exists() and not path.is_file()):
+        return path
+    return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
 class _Borrowed:

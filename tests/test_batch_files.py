@@ -221,3 +221,18 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
         proc.kill()
     _, alive = psutil.wait_procs(children, timeout=60)
     assert alive == []
+
+
+def test_an_input_named_like_an_output_partial_file_is_refused(tmp_path: Path) -> None:
+    source = _input(tmp_path / f"out.jsonl{PARTIAL_SUFFIX}", 3)
+    before = source.read_bytes()
+    with pytest.raises(BatchError, match="is the input file"):
+        batch_files(source, tmp_path / "out.jsonl", tmp_path / "err.jsonl", workers=1)
+    assert source.read_bytes() == before
+
+
+def test_an_output_that_is_not_a_regular_file_is_written_directly(tmp_path: Path) -> None:
+    source = _input(tmp_path / "in.jsonl", 4)
+    summary = batch_files(source, Path(os.devnull), tmp_path / "err.jsonl", workers=1)
+    assert summary.complete and summary.records == summary.results + summary.errors == len(_records(source))
+    assert (tmp_path / "err.jsonl").exists() and not Path(f"{os.devnull}{PARTIAL_SUFFIX}").exists()
