@@ -12,7 +12,7 @@ This is guidance about second opinions, not medical advice.
 
 from .advisor import Advisor, Trace, advise, default_advisor
 from .case import Case, CaseError, case_facts, dump_case, load_case
-from .engine import ActionError, EngineError
+from .engine import ActionError, EngineBudgetError, EngineError
 from .explain import Explanation, WhyNot, why_not
 from .questions import NextQuestion, next_questions
 from .recommendations import DISCLAIMER, KINDS, Advice, Priority, Recommendation
@@ -28,6 +28,7 @@ __all__ = [
     "Advisor",
     "Case",
     "CaseError",
+    "EngineBudgetError",
     "EngineError",
     "Explanation",
     "NextQuestion",

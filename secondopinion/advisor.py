@@ -16,7 +16,7 @@ import attrs
 
 from .case import Case, case_facts, load_case
 from .compiler import compile_rules, matches, resolve
-from .engine import Engine, Firing, SessionResult
+from .engine import Engine, Firing, RulesetError, SessionResult
 from .recommendations import (
     KINDS,
     Advice,
@@ -25,7 +25,7 @@ from .recommendations import (
     Recommendation,
     merge_recommendations,
 )
-from .rulebook import Example, Recommend, Rule, Rulebook
+from .rulebook import Example, Recommend, Rule, Rulebook, RuleFileError, RuleProblem
 
 __all__ = ["Advisor", "ExampleFailure", "Trace", "advise", "default_advisor"]
 
@@ -71,11 +71,26 @@ def _derivation(firing: Firing) -> Derivation:
     return Derivation(firing.rule_id, dict(firing.matched))
 
 
+def _rule_file_error(rules: Sequence[Rule], compiled: Mapping[str, Any], exc: RulesetError) -> RuleFileError:
+    """The engine refused the rule set: find the rule it refuses on its own, to name its file and line."""
+    for rule in rules:
+        try:
+            Engine({rule.id: compiled[rule.id]}, {})
+        except RulesetError as alone:
+            problem = RuleProblem(rule.file, rule.line, rule.id, f"the engine refuses this rule ({alone})")
+            return RuleFileError([problem])
+    first = rules[0] if rules else None
+    return RuleFileError(
+        [RuleProblem(first.file if first else "(rules)", None, None, f"the engine refuses the rule set ({exc})")]
+    )
+
+
 class Advisor:
     """Advises on cases with one rulebook.
 
     ``include_drafts`` also runs rules with status ``draft`` (retired rules
-    never run).
+    never run). Raises :class:`~secondopinion.rulebook.RuleFileError` (with file,
+    line and rule id) if the engine refuses a rule.
     """
 
     def __init__(self, rulebook: Rulebook | None = None, *, include_drafts: bool = False) -> None:
@@ -85,7 +100,10 @@ class Advisor:
         )
         self._by_id = {r.id: r for r in self.rules}
         compiled = compile_rules(self.rules)
-        self.engine = Engine(compiled.rules, compiled.derive)
+        try:
+            self.engine = Engine(compiled.rules, compiled.derive)
+        except RulesetError as exc:
+            raise _rule_file_error(self.rules, compiled.rules, exc) from None
 
     @classmethod
     def with_packs(cls, *packs: str | Path, include_drafts: bool = False) -> Advisor:

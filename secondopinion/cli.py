@@ -1,8 +1,10 @@
 """The ``secondopinion`` command line (Typer).
 
 Exit codes: 0 success; 1 findings or advice errors (an invalid case, a bad
-rule file, failing rule examples); 2 usage errors (unknown option, missing
-file). Mistakes print one clear message on stderr, never a traceback, and
+rule file, failing rule examples, rules the engine cannot run, out of memory);
+2 usage errors (unknown option, missing file, an output that is the input);
+130 / 143 a batch stopped by Ctrl-C / SIGTERM (its partial outputs are kept
+for ``--resume``). Mistakes print one clear message on stderr, never a traceback, and
 never a value from the case.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,6 +23,7 @@ import typer
 from . import __version__
 from .advisor import Advisor
 from .case import CaseError, load_case
+from .engine import EngineError
 from .render import render
 from .rulebook import Rule, Rulebook, RuleFileError
 from .schema import schema_for
@@ -74,12 +78,36 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def read_input(path: Path) -> str:
-    """The text of a file, or of standard input for ``-``; exit 2 when it cannot be read."""
-    if str(path) == "-":
-        return sys.stdin.read()
+MAX_CASE_BYTES = 1 << 20
+"""Largest case file read, in bytes (1 MiB, as a batch line): ``advise /dev/zero`` stops there."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user's rules or machine can cause into one line and exit 1, never a traceback."""
     try:
-        return path.read_text(encoding="utf-8")
+        yield
+    except RuleFileError as exc:
+        fail(str(exc), 1)
+    except EngineError as exc:  # ActionError, RulesetError, EngineBudgetError: messages name rules, never values
+        fail(f"the rules could not be run: {exc}", 1)
+    except MemoryError:
+        fail("out of memory", 1)
+    except RecursionError:
+        fail("input nested too deeply", 1)
+
+
+def read_input(path: Path) -> str:
+    """The text of a file, or of standard input for ``-`` (at most MAX_CASE_BYTES); exit 2 when it cannot be read."""
+    try:
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
+        else:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_CASE_BYTES + 1)
+        if len(raw) > MAX_CASE_BYTES:
+            fail(f"{path} is larger than {MAX_CASE_BYTES} bytes (the limit for one case)", 1)
+        return raw.decode("utf-8")
     except FileNotFoundError:
         fail(f"no such file: {path}", 2)
     except IsADirectoryError:
@@ -110,7 +138,8 @@ def make_advisor(extra: list[Path] | None) -> Advisor:
             return default_advisor()
         except RuleFileError as exc:
             fail(str(exc), 1)
-    return Advisor(load_rulebook(extra))
+    with user_errors():
+        return Advisor(load_rulebook(extra))
 
 
 def load_case_file(path: Path) -> Any:
@@ -150,6 +179,11 @@ def advise(
     ] = False,
 ) -> None:
     """Advise on a case: recommendations with their reasons and sources."""
+    with user_errors():
+        _advise(case, fmt, rules, color, next_questions)
+
+
+def _advise(case: Path, fmt: AdviceFormat, rules: list[Path] | None, color: bool | None, next_questions: bool) -> None:
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
@@ -199,13 +233,15 @@ def explain(
     """Explain the advice on a case: how each recommendation was derived, or why one was not."""
     from .render import explain_report
 
-    advisor = make_advisor(rules)
-    checked = load_case_file(case)
+    with user_errors():
+        advisor = make_advisor(rules)
+        checked = load_case_file(case)
     use_color = sys.stdout.isatty() if color is None else color
     try:
-        text = explain_report(
-            checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
-        )
+        with user_errors():
+            text = explain_report(
+                checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
+            )
     except LookupError as exc:
         fail(str(exc.args[0]) if exc.args else "nothing to explain", 1)
     typer.echo(text, nl=False)
@@ -264,8 +300,9 @@ def rules_command(
 def check(rules: RulesOption = None) -> None:
     """Load the rule files and run every rule's examples; exit 1 on any problem."""
     book = load_rulebook(rules)
-    advisor = Advisor(book, include_drafts=True)
-    failures = advisor.check_examples()
+    with user_errors():
+        advisor = Advisor(book, include_drafts=True)
+        failures = advisor.check_examples()
     for failure in failures:
         typer.echo(str(failure), err=True)
     examples = sum(len(r.fires) + len(r.silent) for r in advisor.rules)
@@ -287,9 +324,21 @@ def batch(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: when stderr is a terminal).")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a run stopped by Ctrl-C (exit 130), SIGTERM (143) or a crash, from its OUT.partial files.",
+        ),
+    ] = False,
 ) -> None:
     """Advise on many cases in parallel; every bad record goes to the errors file (exit 1 if any)."""
-    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files
+    # Outputs are written as OUT.partial (and ERRORS.partial) and renamed when the run is complete;
+    # Ctrl-C or SIGTERM stops the run cleanly (exit 130 or 143) and --resume continues it.
+    import signal
+    import threading
+
+    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files, same_file
 
     if str(source) != "-" and not source.is_file():
         fail(f"no such file: {source}", 2)
@@ -297,27 +346,55 @@ def batch(
         if str(out) == "-":
             fail("--errors is required when --out is -", 2)
         errors = out.with_suffix(".errors.jsonl")
-    if str(errors) == str(out) == "-" or (str(out) != "-" and errors.resolve() == out.resolve()):
+    if str(errors) == str(out) == "-" or same_file(errors, out):
         fail("--errors must not be the --out file", 2)
+    for name, target in (("--out", out), ("--errors", errors)):
+        if same_file(source, target):
+            fail(f"{name} must not be the input file", 2)
+    if resume and "-" in (str(source), str(out), str(errors)):
+        fail("--resume needs an input file and output files (not -)", 2)
     for path in (rules or []):
         if not path.exists():
             fail(f"no such rule file or folder: {path}", 2)
     show = sys.stderr.isatty() if progress is None else progress
     size = source.stat().st_size if str(source) != "-" else None
     spec = AdvisorSpec(rules or ())
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with TerminalProgress(size) if show else contextlib.nullcontext() as bar:
-            summary = batch_files(source, out, errors, workers=workers or None, spec=spec, progress=bar)
+            summary = batch_files(
+                source, out, errors, workers=workers or None, spec=spec, progress=bar, stop=stop, resume=resume
+            )
     except RuleFileError as exc:
         fail(str(exc), 1)
     except BatchError as exc:
         fail(str(exc), 1)
     except OSError as exc:
         fail(f"cannot read or write a file: {exc.strerror or type(exc).__name__}", 2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not summary.complete:
+        outputs = " and ".join(f"{p}.partial" for p in (out, errors) if str(p) != "-")
+        typer.echo(
+            f"stopped: {summary.records} records written ({summary.results} advised, {summary.errors} errors) "
+            f"to {outputs}; run the same command with --resume to continue",
+            err=True,
+        )
+        raise typer.Exit(128 + (received[0] if received else signal.SIGINT))
+    resumed = f" ({summary.resumed} from the interrupted run)" if summary.resumed else ""
     skipped = f"; {summary.blank_lines} blank line(s) skipped" if summary.blank_lines else ""
     where = f" (see {errors})" if summary.errors else ""
     typer.echo(
-        f"{summary.records} records: {summary.results} advised, {summary.errors} errors{where}{skipped}", err=True
+        f"{summary.records} records{resumed}: {summary.results} advised, {summary.errors} errors{where}{skipped}",
+        err=True,
     )
     if summary.errors:
         raise typer.Exit(1)
@@ -334,7 +411,9 @@ def verify_command(
     """Verify the rule base (dead rules, conflicts, gaps, coverage, ...); exit 1 on any error-level finding."""
     from .verify import verify
 
-    report = verify(load_rulebook(rules), include_drafts=drafts)
+    book = load_rulebook(rules)
+    with user_errors():
+        report = verify(book, include_drafts=drafts)
     typer.echo(report.to_json() if fmt is ListFormat.json else report.to_text(), nl=fmt is ListFormat.json)
     if not report.ok:
         raise typer.Exit(1)

@@ -116,6 +116,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -130,6 +131,7 @@ __all__ = [
     "DeriveFn",
     "DerivedFact",
     "Engine",
+    "EngineBudgetError",
     "EngineError",
     "Fact",
     "Firing",
@@ -210,6 +212,14 @@ class ActionError(EngineError):
     def __init__(self, rule_id: str, message: str | None = None) -> None:
         super().__init__(message or f"action of rule {rule_id!r} raised")
         self.rule_id = rule_id
+
+
+class EngineBudgetError(EngineError):
+    """A run went over its budget of rule firings or of time (``Engine(max_firings=, max_seconds=)``).
+
+    The rule set keeps deriving, or the case gives it too much to match; the run is
+    ended and nothing of it is returned.
+    """
 
 
 class RulesetError(EngineError):
@@ -306,9 +316,22 @@ class _Session:
     by_content: dict[str, _DerivedRecord] = attrs.Factory(dict)
     per_type: dict[str, int] = attrs.Factory(dict)
     seen: set[tuple[str, ...]] = attrs.Factory(set)
+    deadline: float = 0.0
+    over_budget: bool = False
     opened: bool = False
     action_error: tuple[str, BaseException] | None = None
     failure: EngineError | None = None
+
+
+def _stop_flush(c: Any) -> None:
+    """End durable's action loop for this closure now: the pending activations are dropped.
+
+    durable's flush loop runs every queued action (raising in an action does not stop it;
+    a budget overrun can leave millions queued).  Marking the closure completed takes
+    durable's own lease-expiry path: the loop returns without completing the action and
+    the session, deleted next, is never used again.
+    """
+    c._completed = True
 
 
 def _value_ok(value: Any) -> bool:
@@ -703,7 +726,11 @@ class Engine:
     supplies session ids (tests use it for hazard 4).  ``max_facts`` bounds the
     facts of one session (input plus derived): a rule set that keeps deriving new
     content fails with EngineError instead of running away (durable also reports
-    spurious duplicates after about 46,000 facts in one session).
+    spurious duplicates after about 46,000 facts in one session).  ``max_firings``
+    and ``max_seconds`` are each run's budget: past either, the run ends with
+    :class:`EngineBudgetError` (time is checked at every firing; durable's own
+    matching between firings cannot be interrupted, which is why rule packs are
+    held to the limits in :mod:`secondopinion.limits`).
     """
 
     fact_types: frozenset[str]
@@ -720,6 +747,8 @@ class Engine:
         name: str | None = None,
         sid_factory: Callable[[], str] | None = None,
         max_facts: int = 10_000,
+        max_firings: int = 20_000,
+        max_seconds: float = 5.0,
     ) -> None:
         prefix = "secondopinion" if name is None else name
         if not isinstance(prefix, str) or not _ENGINE_NAME.match(prefix):
@@ -731,6 +760,10 @@ class Engine:
             raise RulesetError(f"derive functions for unknown rules: {unknown}")
         if isinstance(max_facts, bool) or not isinstance(max_facts, int) or max_facts < 1:
             raise EngineError("max_facts must be a positive int")
+        if isinstance(max_firings, bool) or not isinstance(max_firings, int) or max_firings < 1:
+            raise EngineError("max_firings must be a positive int")
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float) or not max_seconds > 0:
+            raise EngineError("max_seconds must be a positive number")
 
         definitions: dict[str, dict[str, Any]] = {}
         actions: dict[str, Callable[[Any], None]] = {}
@@ -768,6 +801,8 @@ class Engine:
         self._join_fields = {t: tuple(sorted(f)) for t, f in join_fields.items()}
         self.name = f"{prefix}-{next(_engine_numbers)}"
         self._max_facts = max_facts
+        self._max_firings = max_firings
+        self._max_seconds = float(max_seconds)
         self._sid_factory = sid_factory or _default_sid_factory()
         self._lock = threading.Lock()
         self._ctx: _Session | None = None
@@ -778,6 +813,11 @@ class Engine:
             self._host.register_rulesets({self.name: copy.deepcopy(definitions)})
         except Exception as exc:
             raise RulesetError(f"durable refused the rule set ({_safe_engine_error(exc)})") from None
+        # durable never frees a ruleset (about 1.2 MB for the shipped rules): free it with the Engine.
+        # Nothing can run on an unreachable Engine, so no session of it is live then.
+        handle = self._host.get_ruleset(self.name)._handle
+        release = weakref.finalize(self, _durable.durable_rules_engine.delete_ruleset, handle)
+        release.atexit = False
 
     # ------------------------------------------------------------ actions
 
@@ -823,6 +863,8 @@ class Engine:
         """
         ctx = self._ctx
         if ctx is None or ctx.action_error is not None or ctx.failure is not None:
+            if ctx is not None and ctx.over_budget:
+                _stop_flush(c)
             return
         try:
             message = c._m
@@ -831,6 +873,18 @@ class Engine:
             if key in ctx.seen:
                 return
             ctx.seen.add(key)
+            if len(ctx.firings) >= self._max_firings or time.monotonic() > ctx.deadline:
+                what = (
+                    f"more than {self._max_firings} rule firings"
+                    if len(ctx.firings) >= self._max_firings
+                    else f"more than {self._max_seconds:g} s"
+                )
+                ctx.failure = EngineBudgetError(
+                    f"the rules went over the engine's budget: {what} (last rule {rule_id!r})"
+                )
+                ctx.over_budget = True
+                _stop_flush(c)
+                return
             firing = Firing(rule_id, matched)
             ctx.firings.append(firing)
             if derive is None:
@@ -880,6 +934,8 @@ class Engine:
                 )
             except Exception as exc:
                 ctx.failure = _safe_engine_error(exc)
+            if ctx.over_budget:  # a nested flush stopped: stop this one too
+                _stop_flush(c)
 
     # ------------------------------------------------------------ sessions
 
@@ -938,6 +994,7 @@ class Engine:
             if self._unusable:
                 raise EngineError("engine unusable: an earlier session could not be deleted safely")
             sid = self._new_sid()
+            ctx.deadline = time.monotonic() + self._max_seconds  # the budget starts once the lock is held
             self._ctx = ctx
             host, name = self._host, self.name
             try:
@@ -979,7 +1036,7 @@ class Engine:
             if not isinstance(cause, Exception):
                 raise cause  # KeyboardInterrupt and the like propagate as they are
             raise ActionError(rule_id) from cause
-        failure = failure or ctx.failure
+        failure = ctx.failure if ctx.over_budget else failure or ctx.failure
         if failure is not None:
             raise failure
 

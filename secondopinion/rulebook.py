@@ -417,10 +417,16 @@ class _Collector:
 
 
 def _read(file: Path, display: str, out: _Collector) -> _Map | None:
+    from .limits import MAX_RULE_FILE_BYTES  # limits imports this module
+
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as stream:  # bounded: a huge file, or /dev/zero, is never read whole
+            raw = stream.read(MAX_RULE_FILE_BYTES + 1)
     except OSError as exc:
         out.add(display, None, None, f"cannot read file ({exc.strerror or 'error'})")
+        return None
+    if len(raw) > MAX_RULE_FILE_BYTES:
+        out.add(display, None, None, f"file is larger than {MAX_RULE_FILE_BYTES} bytes (the limit for one rule file)")
         return None
     try:
         text = raw.decode("utf-8")
@@ -636,6 +642,9 @@ def _build(files: Sequence[Path]) -> Rulebook:
             if rid not in seen:
                 out.add("(tensions)", None, rid, f"tension {tension.id} names unknown rule")
 
+    from .limits import check_rules  # limits imports this module
+
+    out.problems.extend(check_rules(rules, derived))
     if out.problems:
         raise RuleFileError(out.problems)
     return Rulebook(
@@ -936,6 +945,8 @@ class _RuleChecker:
                 bad(f"reference to {binding!r}, which no pattern binds")
             elif attr not in self.fact_types.get(bound[binding], {}):
                 bad(f"reference to unknown attribute {bound[binding]}.{attr}")
+            elif not _fits(domain := self.fact_types[bound[binding]][attr], ftype):
+                bad(f"field {field.name!r} cannot take {bound[binding]}.{attr} (a {_domain_word(domain)})")
             return Ref(binding, attr, int(value.get("add", 0)))
         if ftype.startswith("tuple"):
             bad(f"field {field.name!r} takes a list")
@@ -947,6 +958,19 @@ class _RuleChecker:
             bad(f"field {field.name!r} takes text")
         result: Value = value
         return result
+
+
+def _domain_word(domain: Domain) -> str:
+    return "number" if domain == "int" else "word" if isinstance(domain, tuple) else "text"
+
+
+def _fits(domain: Domain, field_type: str) -> bool:
+    """Whether values of an attribute's domain fit a recommendation field of this type."""
+    if "int" in field_type:
+        return domain == "int"
+    if field_type == "bool":
+        return False
+    return domain != "int"
 
 
 def _compatible(a: Domain, b: Domain) -> bool:
