@@ -9,6 +9,7 @@ never a value from the case.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sys
 from enum import Enum
@@ -43,6 +44,8 @@ class AdviceFormat(str, Enum):
     markdown = "markdown"
     json = "json"
     cds_hooks = "cds-hooks"
+    html = "html"
+    ics = "ics"
 
 
 class ListFormat(str, Enum):
@@ -148,25 +151,53 @@ def advise(
     next_questions: Annotated[
         bool, typer.Option("--next-questions", help="Also list unknown facts whose answers would change the advice.")
     ] = False,
+    why: Annotated[
+        bool, typer.Option("--why", help="Also show the reasons, rule ids, guidance ids and sources of each step.")
+    ] = False,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+    ] = None,
 ) -> None:
-    """Advise on a case: recommendations with their reasons and sources."""
+    """Advise on a case: a plan of what to do, step by step (--why adds the reasons and sources)."""
+    day = _parse_day(today)
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
     if fmt is AdviceFormat.cds_hooks:
         if next_questions:
-            fail("--next-questions works with --format text, markdown or json", 2)
+            fail("--next-questions works with --format text, markdown, html or json", 2)
         from .cds_hooks import cards
 
         typer.echo(json.dumps(cards(advice, advisor.rulebook), indent=2, ensure_ascii=False))
         return
     use_color = sys.stdout.isatty() if color is None else color
     questions = None
-    if next_questions:
-        from .questions import next_questions as ask_next
+    from .questions import next_questions as ask_next
 
+    if next_questions:
         questions = ask_next(checked, advisor=advisor)
-    typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color, questions=questions), nl=False)
+    elif fmt is not AdviceFormat.ics and (not advice.recommendations or checked == type(checked)()):
+        questions = ask_next(checked, advisor=advisor, limit=3)  # an empty case: the questions that matter most
+    from .render.ics import NoDatesError
+
+    try:
+        text = render(
+            advice, fmt.value, advisor.rulebook, color=use_color, questions=questions, why=why, case=checked, today=day
+        )
+    except NoDatesError:
+        fail("the plan has no dates for a calendar: the case does not give treatment.days_to_decide", 1)
+    typer.echo(text, nl=False)
+
+
+def _parse_day(text: str | None) -> dt.date | None:
+    """A --today value as a date; exit 2 when it is not YYYY-MM-DD."""
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        fail("--today must be a date written YYYY-MM-DD", 2)
 
 
 class ExplainFormat(str, Enum):
