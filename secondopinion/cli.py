@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -198,6 +199,101 @@ def _parse_day(text: str | None) -> dt.date | None:
         return dt.date.fromisoformat(text)
     except ValueError:
         fail("--today must be a date written YYYY-MM-DD", 2)
+
+
+@app.command()
+def interview(
+    case: Annotated[
+        Path | None, typer.Argument(help="Case file (JSON) to start from [default: an empty case].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to save the case (JSON) [default: asked at the end].")
+    ] = None,
+    rules: RulesOption = None,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+    ] = None,
+) -> None:
+    """Answer one question at a time; see the plan change; save the case at the end.
+
+    Only questions whose answers change the advice are asked, most important
+    first. Type the number of an answer, s to skip, b to go back, d when done.
+    """
+    from .interview import Interview
+    from .plan import build_plan
+    from .render.text import plan_text
+
+    day = _parse_day(today)
+    advisor = make_advisor(rules)
+    start = load_case_file(case) if case is not None else None
+    talk = Interview(start, advisor=advisor, today=day)
+    typer.echo("Answer a few questions to get your plan. Type s to skip, b to go back, d when you are done.")
+    typer.echo(f"Your plan so far: {talk.plan().headline}")
+    number = 0
+    try:
+        while (question := talk.next_question()) is not None:
+            number += 1
+            typer.echo("")
+            about = f" (about {question.about})" if question.about else ""
+            typer.echo(f"Question {number}{about}: {question.question}")
+            options = talk.choices(question)
+            for k, option in enumerate(options, 1):
+                typer.echo(f"  {k}. {option.label}")
+            hint = "a number" if talk.wants_number(question) else f"1-{len(options)}"
+            while True:
+                reply = typer.prompt(f"Your answer ({hint}, s, b or d)", prompt_suffix=": ").strip().lower()
+                if reply in ("s", "b", "d"):
+                    break
+                value = _interview_value(reply, options, talk.wants_number(question))
+                if value is not None:
+                    break
+                typer.echo(f"Please type {hint}, or s to skip, b to go back, d when you are done.")
+            if reply == "d":
+                break
+            if reply == "s":
+                talk.skip(question)
+                continue
+            if reply == "b":
+                if talk.back() is None:
+                    typer.echo("This is the first question.")
+                number = max(0, number - 2)
+                continue
+            change = talk.answer(question, value)  # type: ignore[arg-type]
+            for title in change.added:
+                typer.echo(f"  + {title}")
+            for title in change.removed:
+                typer.echo(f"  - no longer needed: {title}")
+            typer.echo(f"Your plan now: {talk.plan().headline}")
+        else:
+            typer.echo("")
+            typer.echo("No other answer would change the plan.")
+    except (typer.Abort, EOFError):
+        typer.echo("")
+        typer.echo("Stopped.")
+    typer.echo("")
+    typer.echo(plan_text(build_plan(talk.advice, talk.to_case(), today=day), advisor.rulebook), nl=False)
+    target = out
+    if target is None:
+        try:
+            target = Path(typer.prompt("Save the case to", default="my-case.json"))
+        except (typer.Abort, EOFError):
+            fail("the case was not saved", 1)
+    try:
+        target.write_text(talk.to_json(), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or type(exc).__name__}", 2)
+    typer.echo(f"Saved the case to {target}. Run: secondopinion advise {target}", err=True)
+
+
+def _interview_value(reply: str, options: Sequence[Any], wants_number: bool) -> str | int | None:
+    """The answer a reply picks: a choice by its number, or a whole number; None when it picks nothing."""
+    if not reply.isdigit():
+        return None
+    if wants_number:
+        return int(reply)
+    index = int(reply)
+    return str(options[index - 1].value) if 1 <= index <= len(options) else None
 
 
 class ExplainFormat(str, Enum):

@@ -12,7 +12,8 @@ top of the table:
 
 * critical recommendations lead the first step, whatever their kind;
 * the first step holds at most :data:`FIRST_STEP_LIMIT` actions: the rest move,
-  in order, to the front of the next step, so nothing is lost.
+  in order, to the front of the next step, so nothing is lost (the last step,
+  "once the opinions are in", spills into a "then" step that holds nothing else).
 
 Every recommendation of the advice lands in exactly one step.
 
@@ -65,6 +66,7 @@ class StepId(StrEnum):
     BEFORE_VISIT = "before_visit"
     AT_VISIT = "at_visit"
     AFTER = "after"
+    THEN = "then"
 
 
 STEP_ORDER: tuple[StepId, ...] = tuple(StepId)
@@ -74,7 +76,8 @@ STEP_TITLES: Mapping[StepId, str] = {
     StepId.NOW: "Do now",
     StepId.BEFORE_VISIT: "Before the visit",
     StepId.AT_VISIT: "At the visit",
-    StepId.AFTER: "After the opinions",
+    StepId.AFTER: "Once the opinions are in",
+    StepId.THEN: "Then, when you are ready",
 }
 """The heading of each step, in plain words."""
 
@@ -255,7 +258,9 @@ def _serialize(_inst: Any, _field: Any, value: Any) -> Any:
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    return attrs.asdict(obj, filter=lambda a, _v: a.name != "advice", value_serializer=_serialize)
+    data = attrs.asdict(obj, filter=lambda a, _v: a.name != "advice", value_serializer=_serialize)
+    plain: dict[str, Any] = json.loads(json.dumps(data))  # tuples to lists: what JSON gives back
+    return plain
 
 
 # --------------------------------------------------------------------------- building
@@ -332,14 +337,18 @@ def _headline(
 ) -> str:
     if first is None:
         return "We need a few more answers before we can make a plan."
+    pending = False
     if first.priority is not Priority.CRITICAL and advice.by_kind("seek_second_opinion") is not None:
         lead = "Get a second opinion"
         if treatment is not None and treatment in _TREATMENT_WORDS and started != "yes":
             lead += f" before {_TREATMENT_WORDS[treatment]}"
+            pending = True
     else:
         lead = first.title.rstrip(".")
     if days is not None:
-        return f"{lead}; you have about {_plural(days, 'day')} to decide."
+        return f"{lead}. You have about {_plural(days, 'day')} to decide."
+    if pending:
+        return f"{lead}. Ask your doctor how long you have to decide."
     return f"{lead}."
 
 
@@ -355,10 +364,9 @@ def _place(advice: Advice) -> dict[StepId, list[Recommendation]]:
     used = [s for s in STEP_ORDER if placed[s]]
     if used and len(placed[used[0]]) > FIRST_STEP_LIMIT:
         head = used[0]
-        following = STEP_ORDER[STEP_ORDER.index(head) + 1] if head != STEP_ORDER[-1] else None
-        if following is not None:
-            placed[following][:0] = placed[head][FIRST_STEP_LIMIT:]
-            del placed[head][FIRST_STEP_LIMIT:]
+        following = STEP_ORDER[STEP_ORDER.index(head) + 1]  # THEN is never first: nothing maps to it
+        placed[following][:0] = placed[head][FIRST_STEP_LIMIT:]
+        del placed[head][FIRST_STEP_LIMIT:]
     return placed
 
 
