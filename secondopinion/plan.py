@@ -54,6 +54,7 @@ __all__ = [
     "PlanField",
     "PlanStep",
     "StepId",
+    "action_for",
     "build_plan",
 ]
 
@@ -291,7 +292,8 @@ def _fields(rec: Recommendation) -> tuple[PlanField, ...]:
     return tuple(out)
 
 
-def _action(rec: Recommendation) -> PlanAction:
+def action_for(rec: Recommendation) -> PlanAction:
+    """A recommendation as a plan action: title, plain detail and concrete fields (questions left out)."""
     return PlanAction(rec.kind, rec.title, rec.detail, rec.priority, _fields(rec))
 
 
@@ -399,7 +401,7 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         if not recs:
             continue
         when, in_days, text = due.get(step_id, (None, None, None))
-        steps.append(PlanStep(step_id, STEP_TITLES[step_id], tuple(_action(r) for r in recs), when, in_days, text))
+        steps.append(PlanStep(step_id, STEP_TITLES[step_id], tuple(action_for(r) for r in recs), when, in_days, text))
     first = steps[0].actions[0] if steps else None
     doctor, insurer = _questions(advice.recommendations)
     return Plan(

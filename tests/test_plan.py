@@ -385,3 +385,30 @@ def test_cli_empty_case_prints_the_three_questions_that_matter_most(tmp_path: Pa
         assert f"{n}. {q.question}" in lines
     assert "4. " not in result.stdout
     assert "$." not in result.stdout  # plain questions: no case paths
+
+
+# --------------------------------------------------------------------------- CDS Hooks cards
+
+
+@pytest.mark.parametrize("path", [CANCER, EXAMPLES / "conflicting-opinions.json"], ids=lambda p: p.stem)
+def test_cds_card_detail_holds_the_plan_step_and_links_the_rest(path: Path, advisor: Any) -> None:
+    from secondopinion.cds_hooks import cards
+
+    advice = advisor.advise(_load(path))
+    plan = build_plan(advice)
+    response = cards(advice, advisor.rulebook)
+    assert len(response["cards"]) == len(advice.recommendations)
+    for card, rec in zip(response["cards"], advice.recommendations, strict=True):
+        step = plan.step_of(rec.kind)
+        assert step is not None
+        number = plan.steps.index(step) + 1
+        detail = card["detail"]
+        assert detail.startswith(f"**Step {number} of {len(plan.steps)}: {step.title}**")
+        assert " ".join(rec.detail.split())[:30] in detail
+        for rule_id in rec.rule_ids:
+            assert rule_id not in detail  # the reasons are behind the links
+            assert any(rule_id in link["label"] for link in card["links"])
+        assert "**Why**" not in detail and "Guidance" not in detail and ".txt" not in detail
+        assert "see the links on this card" in detail
+        assert advice.disclaimer in detail
+        assert len(detail) < 1200
