@@ -10,7 +10,8 @@ Which step a recommendation goes in comes from one table, :data:`KIND_STEPS`;
 a kind the table does not list goes in :data:`DEFAULT_STEP`. Two rules sit on
 top of the table:
 
-* critical recommendations lead the first step, whatever their kind;
+* critical recommendations lead the first step, whatever their kind (that
+  step is then headed :data:`URGENT_TITLE`);
 * the first step holds at most :data:`FIRST_STEP_LIMIT` actions: the rest move,
   in order, to the front of the next step, so nothing is lost (the last step,
   "once the opinions are in", spills into a "then" step that holds nothing else).
@@ -49,6 +50,7 @@ __all__ = [
     "FIRST_STEP_LIMIT",
     "KIND_STEPS",
     "STEP_TITLES",
+    "URGENT_TITLE",
     "Plan",
     "PlanAction",
     "PlanField",
@@ -81,6 +83,9 @@ STEP_TITLES: Mapping[StepId, str] = {
     StepId.THEN: "Then, when you are ready",
 }
 """The heading of each step, in plain words."""
+
+URGENT_TITLE = "Right away"
+"""The heading of the first step when a critical action leads it, whatever the step."""
 
 KIND_STEPS: Mapping[str, StepId] = {
     # Whether to get an opinion at all.
@@ -396,12 +401,13 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         due[StepId.BEFORE_VISIT] = (opinion_by, opinion_days, have)
         due[StepId.AT_VISIT] = (opinion_by, opinion_days, have)
         due[StepId.AFTER] = (decide_by, days, f"Decide on treatment by {_day(decide_by)}." if decide_by else None)
-    steps = []
+    steps: list[PlanStep] = []
     for step_id, recs in _place(advice).items():
         if not recs:
             continue
         when, in_days, text = due.get(step_id, (None, None, None))
-        steps.append(PlanStep(step_id, STEP_TITLES[step_id], tuple(action_for(r) for r in recs), when, in_days, text))
+        title = URGENT_TITLE if not steps and recs[0].priority is Priority.CRITICAL else STEP_TITLES[step_id]
+        steps.append(PlanStep(step_id, title, tuple(action_for(r) for r in recs), when, in_days, text))
     first = steps[0].actions[0] if steps else None
     doctor, insurer = _questions(advice.recommendations)
     return Plan(

@@ -51,7 +51,7 @@ def user_error(result: subprocess.CompletedProcess[str], code: int, *expected: s
     return result.stderr
 
 
-COMMANDS = ["advise", "explain", "rules", "check", "verify", "batch", "schema", "serve"]
+COMMANDS = ["advise", "interview", "explain", "rules", "check", "verify", "batch", "schema", "serve"]
 
 
 # --------------------------------------------------------------------------- help and version

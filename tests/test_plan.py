@@ -29,6 +29,7 @@ from secondopinion.plan import (
     KIND_STEPS,
     STEP_ORDER,
     STEP_TITLES,
+    URGENT_TITLE,
     StepId,
     build_plan,
 )
@@ -85,6 +86,9 @@ def test_plan_of_every_bundled_case(path: Path, advisor: Any) -> None:
     critical = [r.kind for r in advice.recommendations if r.priority is Priority.CRITICAL]
     if critical:
         assert [a.kind for a in plan.steps[0].actions[: len(critical)]] == critical[:FIRST_STEP_LIMIT]
+        assert plan.steps[0].title == URGENT_TITLE
+    else:
+        assert plan.steps[0].title == STEP_TITLES[plan.steps[0].id]
     # Questions come without repeats.
     for questions in (plan.doctor_questions, plan.insurer_questions):
         assert len({q.casefold() for q in questions}) == len(questions)
@@ -103,7 +107,7 @@ def test_plan_json_is_in_the_advice_schema_and_reads_back(path: Path, advisor: A
 
 
 def test_plan_wording_reads_at_grade_eight_or_below(advisor: Any) -> None:
-    texts = list(STEP_TITLES.values())
+    texts = [*STEP_TITLES.values(), URGENT_TITLE]
     for path in CASES:
         case = _load(path)
         texts.append(build_plan(advisor.advise(case), case, today=TODAY).headline)
@@ -128,7 +132,7 @@ def test_critical_recommendations_lead_the_first_step_whatever_their_kind() -> N
         )
     )
     plan = build_plan(advice, today=TODAY)
-    assert plan.steps[0].id == StepId.DECIDE
+    assert plan.steps[0].id == StepId.DECIDE and plan.steps[0].title == URGENT_TITLE
     assert [a.kind for a in plan.steps[0].actions] == ["after_the_opinion", "seek_second_opinion"]
     assert plan.step(StepId.AFTER) is None  # not placed twice
     assert plan.headline == "AfterTheOpinion title."  # a critical action heads the plan
