@@ -140,7 +140,7 @@ def _detail(rec: Recommendation, disclaimer: str, step: tuple[int, int, PlanStep
     action = next((a for a in step[2].actions if a.kind == rec.kind), None) if step is not None else None
     if action is None:
         action = action_for(rec)
-    facts = [f"- **{_md(f.label)}:** {_md('; '.join(f.values))}" for f in action.fields]
+    facts = [f"- **{_md(f.label)}:** {_md(f.text)}" for f in action.fields]
     if facts:
         blocks.append("\n".join(facts))
     if linked:

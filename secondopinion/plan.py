@@ -58,6 +58,7 @@ __all__ = [
     "StepId",
     "action_for",
     "build_plan",
+    "join_values",
 ]
 
 
@@ -164,6 +165,16 @@ FIELD_LABELS: Mapping[str, str] = {
     "expect_it_to_take_time": "Expect it to take time",
 }
 
+HEADLINE_KINDS: tuple[str, ...] = (
+    "seek_second_opinion",
+    "resolve_conflict",
+    "proceed_with_confidence",
+    "get_another_opinion",
+    "reflect_before_more_opinions",
+    "second_opinion_optional",
+)
+"""The kinds whose title makes the best headline, best first; without any, the first action's title."""
+
 _TREATMENT_WORDS: Mapping[str, str] = {
     "surgery": "surgery",
     "chemotherapy": "chemo",
@@ -180,6 +191,18 @@ class PlanField:
     name: str
     label: str
     values: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The values on one line: whole sentences one after another, short items split by semicolons."""
+        return join_values(self.values)
+
+
+def join_values(values: Sequence[str]) -> str:
+    """Values on one line: sentences (ending in . ? or !) joined by a space, other items by "; "."""
+    if values and all(v.rstrip().endswith((".", "?", "!")) for v in values):
+        return " ".join(v.strip() for v in values)
+    return "; ".join(values)
 
 
 @attrs.frozen
@@ -345,13 +368,17 @@ def _headline(
     if first is None:
         return "We need a few more answers before we can make a plan."
     pending = False
-    if first.priority is not Priority.CRITICAL and advice.by_kind("seek_second_opinion") is not None:
+    lead = first.title.rstrip(".")
+    best = next((k for k in HEADLINE_KINDS if advice.by_kind(k) is not None), None)
+    if first.priority is not Priority.CRITICAL and best == "seek_second_opinion":
         lead = "Get a second opinion"
         if treatment is not None and treatment in _TREATMENT_WORDS and started != "yes":
             lead += f" before {_TREATMENT_WORDS[treatment]}"
             pending = True
-    else:
-        lead = first.title.rstrip(".")
+    elif first.priority is not Priority.CRITICAL and best is not None:
+        rec = advice.by_kind(best)
+        assert rec is not None
+        lead = rec.title.rstrip(".")
     if days is not None:
         return f"{lead}. You have about {_plural(days, 'day')} to decide."
     if pending:

@@ -237,6 +237,28 @@ def test_questions_are_gathered_once_for_the_doctor_and_for_the_insurer() -> Non
     assert plan.insurer_questions == ("Do you pay for a second opinion?",)
 
 
+def test_headline_prefers_the_kinds_that_say_what_to_do() -> None:
+    conflict = Advice(recommendations=(_rec(SetDeadline, Priority.HIGH), _rec(ResolveConflict)))
+    assert build_plan(conflict, today=TODAY).headline == "ResolveConflict title."
+    plain = Advice(recommendations=(_rec(GatherRecords), _rec(CheckInsurance)))
+    assert build_plan(plain, today=TODAY).headline == "GatherRecords title."  # the first action's title
+    case = {"treatment": {"kind": "chemotherapy", "started": "no"}}
+    seek = Advice(recommendations=(_rec(SeekSecondOpinion), _rec(ResolveConflict)))
+    assert build_plan(seek, case, today=TODAY).headline == (
+        "Get a second opinion before chemo. Ask your doctor how long you have to decide."
+    )
+    started = {"treatment": {"kind": "chemotherapy", "started": "yes"}}
+    assert build_plan(seek, started, today=TODAY).headline == "Get a second opinion."
+
+
+def test_field_values_join_as_sentences_or_items() -> None:
+    from secondopinion.plan import join_values
+
+    assert join_values(("Send the slides.", "Bring a disc?")) == "Send the slides. Bring a disc?"
+    assert join_values(("pathologist", "radiologist")) == "pathologist; radiologist"
+    assert join_values(("a list", "A sentence.")) == "a list; A sentence."
+
+
 def test_an_empty_advice_gives_a_plan_without_steps() -> None:
     plan = build_plan(Advice(), today=TODAY)
     assert plan.steps == () and "answers" in plan.headline

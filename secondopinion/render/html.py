@@ -83,7 +83,7 @@ def plan_html(
             if action.fields:
                 out.append('<ul class="fields">')
                 for field in action.fields:
-                    out.append(f"<li>{escape(field.label)}: {escape('; '.join(field.values))}</li>")
+                    out.append(f"<li>{escape(field.label)}: {escape(field.text)}</li>")
                 out.append("</ul>")
             rec = plan.recommendation(action.kind)
             if why and rec is not None:

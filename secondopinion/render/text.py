@@ -12,7 +12,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..explain import Check, Explanation, FactNode, Failure, RuleNode, RuleOutcome, WhyNot
-from ..plan import Plan
+from ..plan import Plan, join_values
 from ..questions import NextQuestion
 from ..recommendations import Advice, Priority
 from ..rulebook import Rulebook
@@ -152,7 +152,7 @@ def plan_text(
                 out.say(action.detail, "", "     ", "")
             for field in action.fields:
                 values = field.values if why else short_values(field)
-                out.say(f"{field.label}: {'; '.join(values)}", "", "     ", "  ")
+                out.say(f"{field.label}: {join_values(values)}", "", "     ", "  ")
             rec = plan.recommendation(action.kind)
             if why and rec is not None:
                 out.say(f"Priority: {rec.priority.value}; kind: {rec.kind}", "dim", "     ", "  ")
