@@ -176,9 +176,10 @@ def advise(
     questions = None
     from .questions import next_questions as ask_next
 
+    sparse = not advice.recommendations or checked == type(checked)()
     if next_questions:
         questions = ask_next(checked, advisor=advisor)
-    elif fmt is not AdviceFormat.ics and (not advice.recommendations or checked == type(checked)()):
+    elif fmt is not AdviceFormat.ics and sparse:
         questions = ask_next(checked, advisor=advisor, limit=3)  # an empty case: the questions that matter most
     from .render.ics import NoDatesError
 
@@ -189,6 +190,9 @@ def advise(
     except NoDatesError:
         fail("the plan has no dates for a calendar: the case does not give treatment.days_to_decide", 1)
     typer.echo(text, nl=False)
+    if sparse and questions:
+        where = "" if str(case) == "-" else f" {case}"
+        typer.echo(f"To answer them one at a time: secondopinion interview{where}", err=True)
 
 
 def _parse_day(text: str | None) -> dt.date | None:

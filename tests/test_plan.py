@@ -411,6 +411,9 @@ def test_cli_empty_case_prints_the_three_questions_that_matter_most(tmp_path: Pa
         assert f"{n}. {q.question}" in lines
     assert "4. " not in result.stdout
     assert "$." not in result.stdout  # plain questions: no case paths
+    assert f"secondopinion interview {empty}" in result.stderr
+    full = CliRunner().invoke(app, ["advise", str(CANCER)])
+    assert "interview" not in full.stderr and "Questions worth asking next" not in full.stdout
 
 
 # --------------------------------------------------------------------------- CDS Hooks cards
