@@ -330,6 +330,11 @@ def test_html_plan_is_one_accessible_page_without_scripts(path: Path, advisor: A
     assert parser.text["strong"] == [a.title for a in plan.actions]
     for section in parser.attrs["section"]:
         assert section["aria-labelledby"]
+    why = render(advice, "html", advisor.rulebook, plan=plan, why=True)
+    for rec in advice.recommendations:
+        for rule_id in rec.rule_ids:
+            assert rule_id in why and rule_id not in page
+    assert ".txt" not in why
 
 
 def test_html_escapes_text() -> None:
