@@ -197,6 +197,11 @@ class PlanField:
         """The values on one line: whole sentences one after another, short items split by semicolons."""
         return join_values(self.values)
 
+    @property
+    def sentences(self) -> bool:
+        """Whether the values are several whole sentences (such as lines to say), best shown as a list."""
+        return len(self.values) > 1 and all(v.rstrip().endswith((".", "?", "!")) for v in self.values)
+
 
 def join_values(values: Sequence[str]) -> str:
     """Values on one line: sentences (ending in . ? or !) joined by a space, other items by "; "."""

@@ -257,6 +257,11 @@ def test_field_values_join_as_sentences_or_items() -> None:
     assert join_values(("Send the slides.", "Bring a disc?")) == "Send the slides. Bring a disc?"
     assert join_values(("pathologist", "radiologist")) == "pathologist; radiologist"
     assert join_values(("a list", "A sentence.")) == "a list; A sentence."
+    advice = Advice(recommendations=(_rec(TalkToDoctor, openers=("Can we talk?", "I want more views.")),))
+    md = render(advice, "markdown", today=TODAY)
+    assert "  - You could say:\n    - Can we talk?\n    - I want more views.\n" in md
+    page = render(advice, "html", today=TODAY)
+    assert "<li>You could say:<ul><li>Can we talk?</li><li>I want more views.</li></ul></li>" in page
 
 
 def test_an_empty_advice_gives_a_plan_without_steps() -> None:

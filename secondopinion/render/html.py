@@ -83,7 +83,11 @@ def plan_html(
             if action.fields:
                 out.append('<ul class="fields">')
                 for field in action.fields:
-                    out.append(f"<li>{escape(field.label)}: {escape(field.text)}</li>")
+                    if field.sentences:
+                        said = "".join(f"<li>{escape(v)}</li>" for v in field.values)
+                        out.append(f"<li>{escape(field.label)}:<ul>{said}</ul></li>")
+                    else:
+                        out.append(f"<li>{escape(field.label)}: {escape(field.text)}</li>")
                 out.append("</ul>")
             rec = plan.recommendation(action.kind)
             if why and rec is not None:

@@ -98,7 +98,11 @@ def plan_markdown(
             lines.append(f"- **{escape(action.title)}**  ")
             lines.append(f"  {escape(action.detail)}")
             for field in action.fields:
-                lines.append(f"  - {field.label}: {escape(field.text)}")
+                if field.sentences:
+                    lines.append(f"  - {field.label}:")
+                    lines += [f"    - {escape(v)}" for v in field.values]
+                else:
+                    lines.append(f"  - {field.label}: {escape(field.text)}")
             rec = plan.recommendation(action.kind)
             if why and rec is not None:
                 lines.append(f"  - *Priority:* {rec.priority.value} · *Kind:* `{rec.kind}`")
