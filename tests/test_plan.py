@@ -182,11 +182,11 @@ def test_a_kind_the_table_does_not_list_goes_in_the_default_step(monkeypatch: py
     assert step is not None and step.id is DEFAULT_STEP
 
 
-def test_every_shipped_kind_has_a_step() -> None:
+def test_the_step_table_names_only_real_kinds() -> None:
+    """New kinds may be missing from the table (they go in the default step); a misspelt kind may not."""
     from secondopinion.recommendations import KINDS
 
-    missing = set(KINDS) - set(KIND_STEPS)
-    assert not missing, f"add these kinds to plan.KIND_STEPS: {sorted(missing)}"
+    assert set(KIND_STEPS) <= set(KINDS)
 
 
 # --------------------------------------------------------------------------- dates and questions
