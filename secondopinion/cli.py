@@ -219,7 +219,7 @@ def interview(
         typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
     ] = None,
 ) -> None:
-    """Answer one question at a time; see the plan change; save the case at the end.
+    """Guided interview: one question at a time, only those that change the plan; saves the case.
 
     Only questions whose answers change the advice are asked, most important
     first. Type the number of an answer, s to skip, b to go back, d when done.
