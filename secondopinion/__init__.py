@@ -14,6 +14,8 @@ from .advisor import Advisor, Trace, advise, default_advisor
 from .case import Case, CaseError, case_facts, dump_case, load_case
 from .engine import ActionError, EngineBudgetError, EngineError
 from .explain import Explanation, WhyNot, why_not
+from .interview import Interview
+from .plan import Plan, build_plan
 from .questions import NextQuestion, next_questions
 from .recommendations import DISCLAIMER, KINDS, Advice, Priority, Recommendation
 from .rulebook import Rule, Rulebook, RuleFileError
@@ -31,7 +33,9 @@ __all__ = [
     "EngineBudgetError",
     "EngineError",
     "Explanation",
+    "Interview",
     "NextQuestion",
+    "Plan",
     "Priority",
     "Recommendation",
     "Rule",
@@ -41,6 +45,7 @@ __all__ = [
     "WhyNot",
     "__version__",
     "advise",
+    "build_plan",
     "case_facts",
     "default_advisor",
     "dump_case",

@@ -11,10 +11,12 @@ Cards. One card per recommendation, in the advice's order:
   140 characters when needed;
 * ``indicator``: ``critical`` for critical priority, ``warning`` for high,
   ``info`` for medium and low;
-* ``detail``: Markdown with the plain-language detail, the kind-specific
-  fields, the evidence figures, why (the rules and the facts they matched),
-  the guidance ids, the sources and the disclaimer; text that may come from a
-  case is escaped so it cannot turn into Markdown or HTML;
+* ``detail``: short Markdown: the plan step the recommendation belongs to
+  (:mod:`secondopinion.plan`; "Step 2 of 4: Do now", with its date when there
+  is one), the plain-language detail, the concrete fields (what to bring, whom
+  to see), a pointer to the links for the reasons and sources, and the
+  disclaimer; text that may come from a case is escaped so it cannot turn
+  into Markdown or HTML. The reasons and sources are behind the ``links``;
 * ``source``: ``label`` is the title of the first source document; ``url``
   links to the rule file (shipped rules) or to the rules folder; ``topic``
   codes the recommendation kind (:data:`KIND_SYSTEM`);
@@ -46,8 +48,8 @@ import attrs
 
 from .advisor import Advisor, default_advisor
 from .case import Case, CaseError, load_case
-from .recommendations import Advice, Priority, Recommendation
-from .render import details, reasons, sources
+from .plan import PlanStep, action_for, build_plan
+from .recommendations import Advice, Priority, Recommendation, SetDeadline
 from .rulebook import Rule, Rulebook, default_rules_path
 
 __all__ = [
@@ -124,29 +126,42 @@ def rule_url(rule: Rule) -> str | None:
     return f"{REPO_URL}/blob/main/rules/{path.name}{anchor}"
 
 
-def _detail(rec: Recommendation, rulebook: Rulebook, disclaimer: str) -> str:
-    blocks = [_md(rec.detail)]
-    facts = [f"- **{_md(label)}:** {_md(value)}" for label, value in details(rec)]
-    facts += [f"- **Evidence ({_md(ev.id)}):** {_md(ev.figure)}" for ev in rec.evidence]
+def _detail(rec: Recommendation, disclaimer: str, step: tuple[int, int, PlanStep] | None, linked: bool) -> str:
+    blocks = []
+    if step is not None:
+        number, count, where = step
+        due = f" (by {where.due:%B} {where.due.day})" if where.due is not None else ""
+        blocks.append(f"**Step {number} of {count}: {_md(where.title)}**{due}")
+    blocks.append(_md(rec.detail))
+    if isinstance(rec, SetDeadline) and rec.decide_within_days is not None:
+        blocks.append(
+            f"Have the opinion within {rec.get_opinion_within_days} days; decide within {rec.decide_within_days} days."
+        )
+    action = next((a for a in step[2].actions if a.kind == rec.kind), None) if step is not None else None
+    if action is None:
+        action = action_for(rec)
+    facts = [f"- **{_md(f.label)}:** {_md(f.text)}" for f in action.fields]
     if facts:
         blocks.append("\n".join(facts))
-    why = reasons(rec, rulebook)
-    if why:
-        blocks += ["**Why**", "\n".join(f"- {_md(r)}" for r in why)]
-    if rec.guidance:
-        blocks.append(f"**Guidance:** {_md(', '.join(rec.guidance))}")
-    cited = sources(rec, rulebook)
-    if cited:
-        blocks += ["**Sources**", "\n".join(f"- {_md(s)}" for s in cited)]
+    if linked:
+        blocks.append("Reasons and sources: see the links on this card.")
     if disclaimer:
         blocks.append(f"*{_md(disclaimer)}*")
     return "\n\n".join(blocks) + "\n"
 
 
 def card(
-    rec: Recommendation, rulebook: Rulebook, *, hook_instance: str | None = None, disclaimer: str | None = None
+    rec: Recommendation,
+    rulebook: Rulebook,
+    *,
+    hook_instance: str | None = None,
+    disclaimer: str | None = None,
+    step: tuple[int, int, PlanStep] | None = None,
 ) -> dict[str, Any]:
-    """One CDS Hooks card for a recommendation (see the module docstring for each field)."""
+    """One CDS Hooks card for a recommendation (see the module docstring for each field).
+
+    ``step`` is the plan step that holds it: its number, the number of steps, and the step.
+    """
     rules = rulebook.rules_for(rec.rule_ids)
     first_doc = rulebook.documents.get(rec.sources[0].file) if rec.sources else None
     label = first_doc.title if first_doc is not None else "secondopinion guidance"
@@ -157,7 +172,7 @@ def card(
         "uuid": str(uuid.uuid5(CARD_NAMESPACE, key)),
         "summary": summary(rec.title),
         "indicator": _INDICATOR[rec.priority],
-        "detail": _detail(rec, rulebook, disclaimer or ""),
+        "detail": _detail(rec, disclaimer or "", step, any(rule_url(r) for r in rules)),
         "source": {
             "label": label,
             "url": urls[0] if urls else RULES_URL,
@@ -191,9 +206,12 @@ def cards(
 ) -> dict[str, Any]:
     """The CDS Hooks response for some advice: ``{"cards": [...]}``, one card per recommendation."""
     book = rulebook if rulebook is not None else default_advisor().rulebook
+    plan = build_plan(advice)
+    where = {a.kind: (n, len(plan.steps), s) for n, s in enumerate(plan.steps, 1) for a in s.actions}
     response: dict[str, Any] = {
         "cards": [
-            card(rec, book, hook_instance=hook_instance, disclaimer=advice.disclaimer) for rec in advice.recommendations
+            card(rec, book, hook_instance=hook_instance, disclaimer=advice.disclaimer, step=where.get(rec.kind))
+            for rec in advice.recommendations
         ]
     }
     if extension:

@@ -11,9 +11,10 @@ never a value from the case.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -47,6 +48,8 @@ class AdviceFormat(str, Enum):
     markdown = "markdown"
     json = "json"
     cds_hooks = "cds-hooks"
+    html = "html"
+    ics = "ics"
 
 
 class ListFormat(str, Enum):
@@ -177,30 +180,165 @@ def advise(
     next_questions: Annotated[
         bool, typer.Option("--next-questions", help="Also list unknown facts whose answers would change the advice.")
     ] = False,
+    why: Annotated[
+        bool, typer.Option("--why", help="Also show the reasons, rule ids, guidance ids and sources of each step.")
+    ] = False,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+    ] = None,
 ) -> None:
-    """Advise on a case: recommendations with their reasons and sources."""
+    """Advise on a case: a plan of what to do, step by step (--why adds the reasons and sources)."""
+    day = _parse_day(today)
     with user_errors():
-        _advise(case, fmt, rules, color, next_questions)
+        _advise(case, fmt, rules, color, next_questions, why, day)
 
 
-def _advise(case: Path, fmt: AdviceFormat, rules: list[Path] | None, color: bool | None, next_questions: bool) -> None:
+def _advise(
+    case: Path,
+    fmt: AdviceFormat,
+    rules: list[Path] | None,
+    color: bool | None,
+    next_questions: bool,
+    why: bool,
+    day: dt.date | None,
+) -> None:
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
     if fmt is AdviceFormat.cds_hooks:
         if next_questions:
-            fail("--next-questions works with --format text, markdown or json", 2)
+            fail("--next-questions works with --format text, markdown, html or json", 2)
         from .cds_hooks import cards
 
         typer.echo(json.dumps(cards(advice, advisor.rulebook), indent=2, ensure_ascii=False))
         return
     use_color = sys.stdout.isatty() if color is None else color
     questions = None
-    if next_questions:
-        from .questions import next_questions as ask_next
+    from .questions import next_questions as ask_next
 
+    sparse = not advice.recommendations or checked == type(checked)()
+    if next_questions:
         questions = ask_next(checked, advisor=advisor)
-    typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color, questions=questions), nl=False)
+    elif fmt is not AdviceFormat.ics and sparse:
+        questions = ask_next(checked, advisor=advisor, limit=3)  # an empty case: the questions that matter most
+    from .render.ics import NoDatesError
+
+    try:
+        text = render(
+            advice, fmt.value, advisor.rulebook, color=use_color, questions=questions, why=why, case=checked, today=day
+        )
+    except NoDatesError:
+        fail("the plan has no dates for a calendar: the case does not give treatment.days_to_decide", 1)
+    typer.echo(text, nl=False)
+    if sparse and questions:
+        where = "" if str(case) == "-" else f" {case}"
+        typer.echo(f"To answer them one at a time: secondopinion interview{where}", err=True)
+
+
+def _parse_day(text: str | None) -> dt.date | None:
+    """A --today value as a date; exit 2 when it is not YYYY-MM-DD."""
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        fail("--today must be a date written YYYY-MM-DD", 2)
+
+
+@app.command()
+def interview(
+    case: Annotated[
+        Path | None, typer.Argument(help="Case file (JSON) to start from [default: an empty case].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to save the case (JSON) [default: asked at the end].")
+    ] = None,
+    rules: RulesOption = None,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+    ] = None,
+) -> None:
+    """Guided interview: one question at a time, only those that change the plan; saves the case.
+
+    Only questions whose answers change the advice are asked, most important
+    first. Type the number of an answer, s to skip, b to go back, d when done.
+    """
+    from .interview import Interview
+    from .plan import build_plan
+    from .render.text import plan_text
+
+    day = _parse_day(today)
+    advisor = make_advisor(rules)
+    start = load_case_file(case) if case is not None else None
+    talk = Interview(start, advisor=advisor, today=day)
+    typer.echo("Answer a few questions to get your plan. Type s to skip, b to go back, d when you are done.")
+    typer.echo(f"Your plan so far: {talk.plan().headline}")
+    number = 0
+    try:
+        while (question := talk.next_question()) is not None:
+            number += 1
+            typer.echo("")
+            about = f" (about {question.about})" if question.about else ""
+            typer.echo(f"Question {number}{about}: {question.question}")
+            options = talk.choices(question)
+            for k, option in enumerate(options, 1):
+                typer.echo(f"  {k}. {option.label}")
+            hint = "a number" if talk.wants_number(question) else f"1-{len(options)}"
+            while True:
+                reply = typer.prompt(f"Your answer ({hint}, s, b or d)", prompt_suffix=": ").strip().lower()
+                if reply in ("s", "b", "d"):
+                    break
+                value = _interview_value(reply, options, talk.wants_number(question))
+                if value is not None:
+                    break
+                typer.echo(f"Please type {hint}, or s to skip, b to go back, d when you are done.")
+            if reply == "d":
+                break
+            if reply == "s":
+                talk.skip(question)
+                continue
+            if reply == "b":
+                if talk.back() is None:
+                    typer.echo("This is the first question.")
+                number = max(0, number - 2)
+                continue
+            change = talk.answer(question, value)  # type: ignore[arg-type]
+            for title in change.added:
+                typer.echo(f"  + {title}")
+            for title in change.removed:
+                typer.echo(f"  - no longer needed: {title}")
+            typer.echo(f"Your plan now: {talk.plan().headline}")
+        else:
+            typer.echo("")
+            typer.echo("No other answer would change the plan.")
+    except (typer.Abort, EOFError):
+        typer.echo("")
+        typer.echo("Stopped.")
+    typer.echo("")
+    typer.echo(plan_text(build_plan(talk.advice, talk.to_case(), today=day), advisor.rulebook), nl=False)
+    target = out
+    if target is None:
+        try:
+            target = Path(typer.prompt("Save the case to", default="my-case.json"))
+        except (typer.Abort, EOFError):
+            fail("the case was not saved", 1)
+    try:
+        target.write_text(talk.to_json(), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or type(exc).__name__}", 2)
+    typer.echo(f"Saved the case to {target}. Run: secondopinion advise {target}", err=True)
+
+
+def _interview_value(reply: str, options: Sequence[Any], wants_number: bool) -> str | int | None:
+    """The answer a reply picks: a choice by its number, or a whole number; None when it picks nothing."""
+    if not reply.isdigit():
+        return None
+    if wants_number:
+        return int(reply)
+    index = int(reply)
+    return str(options[index - 1].value) if 1 <= index <= len(options) else None
 
 
 class ExplainFormat(str, Enum):
