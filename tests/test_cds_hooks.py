@@ -30,7 +30,7 @@ import asyncio
 import httpx
 
 import secondopinion
-from secondopinion.cds_hooks import HOOK, KIND_SYSTEM, PREFETCH, SERVICE_ID, cards, summary
+from secondopinion.cds_hooks import HOOK, KIND_SYSTEM, NOT_ENOUGH_DATA, PREFETCH, SERVICE_ID, SERVICES, cards, summary
 from secondopinion.service import MAX_BODY_BYTES, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def client() -> Client:
-    return Client(create_app())
+    return Client(create_app(fetch_fhir=False))
 
 
 def hook_request(context: dict[str, Any], prefetch: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -150,12 +150,12 @@ def test_discovery_document(client: Client) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
     services = response.json()["services"]
-    assert len(services) == 1
-    service = services[0]
-    assert service["id"] == SERVICE_ID and service["hook"] == HOOK
-    assert service["title"] and service["description"]
-    assert service["prefetch"] == PREFETCH
-    assert all("{{context.patientId}}" in t for t in service["prefetch"].values())
+    assert {s["id"]: s["hook"] for s in services} == SERVICES
+    assert [s["hook"] for s in services] == [HOOK, "order-select", "order-sign"]
+    for service in services:
+        assert service["title"] and service["description"]
+        assert service["prefetch"] == PREFETCH
+        assert all("{{context.patientId}}" in t for t in service["prefetch"].values())
     assert no_null_or_empty(response.json()) == []
 
 
@@ -329,12 +329,20 @@ def test_invalid_fhir_prefetch_gets_400_naming_paths_never_values(client: Client
     assert SECRET not in response.text
 
 
-def test_no_case_and_no_prefetch_gets_412(client: Client) -> None:
+def test_no_case_and_no_fhir_data_at_all_gets_412(client: Client) -> None:
     response = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request({}))
     assert response.status_code == 412
     assert response.json()["error"] == "no_case"
+    assert "fhirServer" in response.json()["message"]
+
+
+def test_fhir_data_without_a_condition_or_treatment_gets_a_not_enough_data_card(client: Client) -> None:
     empty = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request({}, prefetch={"patient": None}))
-    assert empty.status_code == 412
+    assert empty.status_code == 200
+    (card,) = empty.json()["cards"]
+    assert card["summary"] == NOT_ENOUGH_DATA and card["indicator"] == "info"
+    assert "Condition" in card["detail"] and "ServiceRequest" in card["detail"]
+    assert no_null_or_empty(card) == []
 
 
 def test_unknown_service_wrong_method_and_oversized_body(client: Client) -> None:
@@ -489,13 +497,14 @@ def test_prefetch_the_client_could_not_fetch_counts_as_missing(client: Client) -
     only_failures = client.post(
         f"/cds-services/{SERVICE_ID}", json=hook_request({}, prefetch={"patient": failed, "conditions": None})
     )
-    assert only_failures.status_code == 412
+    assert only_failures.status_code == 200
+    assert [c["summary"] for c in only_failures.json()["cards"]] == [NOT_ENOUGH_DATA]
     prefetch = {**surgery_prefetch(), "coverage": failed}
     partial = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request({}, prefetch=prefetch))
     assert partial.status_code == 200
     unmapped = partial.json()["extension"]["io.github.secondopinion.fhir-mapping"]["unmapped"]
     reason = "an OperationOutcome: the data could not be fetched"
-    assert unmapped == [{"fhir_path": "prefetch.coverage", "reason": reason}]
+    assert unmapped == [{"fhir_path": "prefetch.coverage", "reason": reason, "category": "not_understood"}]
 
 
 def test_create_app_refuses_an_unknown_fhir_version() -> None:

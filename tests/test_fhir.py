@@ -478,9 +478,8 @@ def test_spine_problem_with_a_stat_order_is_an_emergency() -> None:
 
 def test_an_explicit_focus_wins_and_an_unknown_one_is_reported() -> None:
     data = fixture("synthea-lung-cancer-chemotherapy.json")
-    hypertension = next(
-        e["resource"]["id"] for e in data["entry"] if e["resource"].get("code", {}).get("text", "").startswith("Essential")
-    )
+    conditions = [e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Condition"]
+    hypertension = next(c["id"] for c in conditions if c["code"]["text"].startswith("Essential"))
     focused = case_from_bundle(data, today=TODAY, focus=f"Condition/{hypertension}")
     assert focused.focus is not None and focused.focus.reason == "the focus condition named by the caller"
     assert focused.case.diagnosis.cancer.value == "no"  # hypertension: a chronic condition by code
