@@ -412,8 +412,11 @@ def _queries(request: HookRequest, known: Mapping[str, Any]) -> dict[str, str]:
     if request.fhir_server is None or not isinstance(patient_id, str) or not patient_id:
         return {}
     pid = quote(patient_id.removeprefix("Patient/"), safe="")
+    has_patient = any(isinstance(v, Mapping) and v.get("resourceType") == "Patient" for v in known.values())
     out = {}
     for key, template in PREFETCH.items():
+        if key == "patient" and has_patient:
+            continue  # sent under another key (the specification's example calls it patientToGreet)
         if key not in known or _is_outcome(known[key]):
             out[key] = template.replace("{{context.patientId}}", pid)
     return out
