@@ -24,13 +24,18 @@ Cards. One card per recommendation, in the advice's order:
   idempotent), two hook instances never share one, and a CLI run without a
   hook instance gives stable uuids.
 
-Requests. The service answers the ``patient-view`` hook. The case comes from
-``context.case`` (this library's case JSON) or, when the ``fhir`` extra is
-installed, from FHIR prefetch data (``patient``, ``conditions``,
-``serviceRequests``, ``procedures``, ``coverage``). Bad JSON, a malformed
-request, an invalid case or invalid FHIR get HTTP 400; a request with neither
-a case nor usable prefetch gets 412 (Precondition Failed), as CDS Hooks asks.
-Error bodies name field paths, never values.
+Requests. Three services, one per hook: ``patient-view``, ``order-select``
+and ``order-sign`` (:data:`SERVICES`). The case comes from ``context.case``
+(this library's case JSON) or, when the ``fhir`` extra is installed, from
+FHIR data: every resource in the prefetch, what the client did not prefetch
+fetched from its ``fhirServer`` (with a ``fetch`` function, see
+:func:`secondopinion.service.fhir_fetcher`), and an order hook's
+``context.draftOrders``. The order hooks answer only when a draft order is
+surgery, chemotherapy or radiation. FHIR data with neither a known condition
+nor a planned treatment gets one "not enough data" card. Bad JSON, a
+malformed request, an invalid case or invalid FHIR get HTTP 400; a request
+with no case, no FHIR data and no ``fhirServer`` gets 412 (Precondition
+Failed). Error bodies name field paths, never values.
 """
 
 from __future__ import annotations

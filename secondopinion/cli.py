@@ -382,6 +382,10 @@ def serve(
     fhir_fetch: Annotated[
         bool, typer.Option("--fhir-fetch/--no-fhir-fetch", help="Fetch missing prefetch data from the fhirServer.")
     ] = True,
+    fhir_server: Annotated[
+        list[str] | None,
+        typer.Option("--fhir-server", metavar="URL", help="Only fetch from fhirServers under this URL (repeatable)."),
+    ] = None,
 ) -> None:
     """Run the CDS Hooks service: GET /cds-services, POST /cds-services/{id} (service extra)."""
     try:
@@ -389,8 +393,9 @@ def serve(
         from .service import serve as run_service
     except ImportError:
         fail("serve needs the service extra: pip install 'secondopinion[service]'", 1)
-    if base_url is not None and not base_url.startswith(("https://", "http://")):
-        fail("--base-url must be an http or https URL", 2)
+    for name, url in [("--base-url", base_url), *(("--fhir-server", u) for u in fhir_server or [])]:
+        if url is not None and not url.startswith(("https://", "http://")):
+            fail(f"{name} must be an http or https URL", 2)
     verifier = None
     if jwt_jwks is not None or jwt_issuer:
         if jwt_jwks is None or not jwt_issuer:
@@ -410,6 +415,7 @@ def serve(
         cors_origins=cors_origin or (),
         jwt=verifier,
         fetch_fhir=fhir_fetch,
+        fhir_servers=fhir_server or (),
     )
 
 

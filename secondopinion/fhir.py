@@ -5,30 +5,35 @@ Needs the ``fhir`` extra (``pip install 'secondopinion[fhir]'``), which brings
 the resources this module maps and every resource it writes.
 
 **In.** :func:`case_from_bundle` reads a Bundle (R4B, which also reads R4
-data, or R5) and :func:`case_from_prefetch` reads CDS Hooks prefetch data.
-Every Patient, Condition, ServiceRequest, Procedure and Coverage is validated
-with fhir.resources first. They map only what the FHIR data states without
+data, or R5) and :func:`case_from_prefetch` reads CDS Hooks prefetch data and
+an order hook's draft orders. Every Patient, Condition, ServiceRequest,
+Procedure, MedicationRequest, CarePlan and Coverage is validated with
+fhir.resources first. Codes are read through the value sets shipped in
+:mod:`secondopinion.valuesets` (SNOMED CT, ICD-10-CM, RxNorm, ATC, CPT; free
+text only as a fallback). They map only what the FHIR data states without
 doubt and report everything else:
 
-* ``Patient.birthDate`` -> ``patient.age_group`` (child under 18 on the day of
-  the mapping; a partial date that cannot tell is reported).
-* ``Condition`` (active, not refuted): ``severity`` (SNOMED CT) ->
-  ``diagnosis.seriousness``; ``verificationStatus`` -> ``diagnosis.certainty``;
-  an ICD-10 code ``C00``-``C97`` -> ``diagnosis.cancer`` = yes (other ICD-10
-  chapters -> no; in situ, benign and uncertain neoplasms, symptoms and
-  codes from other systems are reported as undecided); ICD-10 ``M40``-``M54``
-  (dorsopathies) -> ``diagnosis.spine`` = yes. A case has one diagnosis: with
-  several Conditions the most severe is used and the others are reported.
-* ``ServiceRequest`` (draft, active or on hold) or ``Procedure`` (in
-  preparation) whose category is SNOMED CT 387713003 *Surgical procedure* ->
-  ``treatment.kind`` = surgery, not started; a planned date in the future ->
-  ``treatment.days_to_decide``.
+* ``Patient.birthDate`` -> ``patient.age_group``.
+* The **focus** Condition (active, not refuted, a diagnosis rather than a
+  social finding): an explicit ``focus`` id, else the most serious (by
+  severity, else by code), cancer before others, chronic ones last, the most
+  recent, the first. Its severity or code -> ``diagnosis.seriousness``; its
+  code -> ``diagnosis.cancer``, ``cancer_type``, ``spine``, ``rare`` and the
+  first opinion's ``diagnosis_code``; ``verificationStatus`` ->
+  ``diagnosis.certainty``.
+* The planned treatment (ServiceRequest, Procedure in preparation or in
+  progress, MedicationRequest, CarePlan activity) in the surgery,
+  chemotherapy or radiation value set -> ``treatment.kind``, ``started``,
+  ``urgency`` (request priority) and ``days_to_decide`` (planned date).
 * ``Coverage`` (active, in its period): insurance -> ``insurance.insured`` =
   yes; self-pay -> ``patient.pays_out_of_pocket`` = yes.
 
 Each mapped case field names the FHIR element it came from; each element or
-resource that was not used is reported with its path and the reason. Reports
-and errors name paths, never values.
+resource of a type the mapping reads that was not used is reported with its
+path, the reason and whether it was ignored or not understood; every resource
+is counted by type in the summary. Reports and errors name paths, never
+values; an unknown ``resourceType`` is never echoed. docs/interop.md has the
+full rules.
 
 **Out.** :func:`guidance_response` turns Advice into a GuidanceResponse whose
 ``result`` is a contained RequestGroup (R4B) or RequestOrchestration (R5); each
@@ -747,8 +752,9 @@ def _resources(data: Any, path: str, problems: list[str]) -> list[Entry]:
             problems.append(f"expected an object @ {where}")
             continue
         resource = entry.get("resource")
-        if resource is None:
-            continue
+        search = entry.get("search")
+        if resource is None or (isinstance(search, Mapping) and search.get("mode") == "outcome"):
+            continue  # an empty entry, or a searchset's own warnings (search.mode outcome), not patient data
         if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             problems.append(f"expected a FHIR resource (a JSON object with a resourceType) @ {where}.resource")
             continue

@@ -26,7 +26,7 @@ Options of :func:`create_app`:
   ``aud``, ``exp``, ``jti`` never reused);
 * ``fetch_fhir``: fetch the prefetch data a client did not send from its
   ``fhirServer`` with its ``fhirAuthorization`` token (httpx; timeouts and a
-  size limit; no redirects).
+  size limit; no redirects); ``fhir_servers`` limits it to known servers.
 """
 
 from __future__ import annotations
@@ -89,17 +89,28 @@ def _outcome(code: str, text: str) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
 
 
-def fhir_fetcher(*, timeout: float = FETCH_TIMEOUT_SECONDS, max_bytes: int = FETCH_MAX_BYTES) -> Fetcher:
+def fhir_fetcher(
+    *,
+    timeout: float = FETCH_TIMEOUT_SECONDS,
+    max_bytes: int = FETCH_MAX_BYTES,
+    allowed: Sequence[str] = (),
+) -> Fetcher:
     """A fetcher for :func:`secondopinion.cds_hooks.handle`: GET a FHIR query from the client's server.
 
     It sends the request's bearer token, follows no redirect, ignores proxy
     settings from the environment, stops after ``timeout`` seconds in all and
-    after ``max_bytes`` bytes. Any failure gives an OperationOutcome, which the
-    mapping report lists as data that could not be fetched; nothing is logged.
+    after ``max_bytes`` bytes. With ``allowed`` (URL prefixes such as
+    ``https://ehr.example.org/fhir``) any other server is not contacted. Any
+    failure gives an OperationOutcome, which the mapping report lists as data
+    that could not be fetched; nothing is logged.
     """
+    prefixes = tuple(a.rstrip("/") for a in allowed)
 
     def fetch(server: str, query: str, token: str | None) -> Any:
-        url = f"{server.rstrip('/')}/{query}"
+        base = server.rstrip("/")
+        if prefixes and not any(base == p or base.startswith(p + "/") for p in prefixes):
+            return _outcome("forbidden", "this fhirServer is not one the service may fetch from")
+        url = f"{base}/{query}"
         headers = {"Accept": "application/fhir+json, application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -244,6 +255,7 @@ def create_app(
     cors_origins: Iterable[str] = (),
     jwt: JwtVerifier | None = None,
     fetch_fhir: bool = True,
+    fhir_servers: Sequence[str] = (),
     fetcher: Fetcher | None = None,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> FastAPI:
@@ -252,7 +264,8 @@ def create_app(
     ``advisor`` defaults to the shared one on the shipped rules;
     ``fhir_version`` is how FHIR data is read (``R4B``, which also reads R4,
     or ``R5``); ``accept_prefetch`` defaults to whether the ``fhir`` extra is
-    installed; ``fetcher`` replaces :func:`fhir_fetcher` (when ``fetch_fhir``).
+    installed; ``fhir_servers`` limits fetching to these URL prefixes;
+    ``fetcher`` replaces :func:`fhir_fetcher` (when ``fetch_fhir``).
     See the module docstring for the others.
     """
     if fhir_version not in ("R4B", "R5"):
@@ -274,7 +287,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    fetch = (fetcher or fhir_fetcher()) if fetch_fhir else None
+    fetch = (fetcher or fhir_fetcher(allowed=fhir_servers)) if fetch_fhir else None
     state: dict[str, Advisor] = {}
 
     def get_advisor() -> Advisor:
@@ -365,6 +378,7 @@ def serve(
     cors_origins: Sequence[str] = (),
     jwt: JwtVerifier | None = None,
     fetch_fhir: bool = True,
+    fhir_servers: Sequence[str] = (),
 ) -> None:
     """Run the service with uvicorn until interrupted (access log off: paths are all it would add).
 
@@ -380,6 +394,7 @@ def serve(
         cors_origins=cors_origins,
         jwt=jwt,
         fetch_fhir=fetch_fhir,
+        fhir_servers=fhir_servers,
     )
     uvicorn.run(
         app,

@@ -1052,3 +1052,38 @@ def test_real_server_with_cors_jwt_each_hook_and_fhir_fetch(keys: Keys, tmp_path
     finally:
         printed = srv.stop()
     assert SECRET not in printed
+
+
+def test_fetching_is_limited_to_the_allowed_fhir_servers(stub_fhir: StubFhir) -> None:
+    allowed = Client(create_app(fhir_servers=[stub_fhir.url]))
+    assert allowed.post(f"/cds-services/{SERVICE_ID}", json=fetch_request(stub_fhir)).status_code == 200
+    assert stub_fhir.seen
+    stub_fhir.seen.clear()
+    elsewhere = Client(create_app(fhir_servers=["https://ehr.example.org/fhir"]))
+    response = elsewhere.post(f"/cds-services/{SERVICE_ID}", json=fetch_request(stub_fhir))
+    assert response.status_code == 200
+    assert [c["summary"] for c in response.json()["cards"]] == [NOT_ENOUGH_DATA]
+    assert stub_fhir.seen == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jwt-jwks", "jwks.json"], "needs both --jwt-jwks and at least one --jwt-issuer"),
+        (["--jwt-issuer", "https://ehr.example"], "needs both"),
+        (["--jwt-jwks", "missing.json", "--jwt-issuer", "https://ehr.example"], "cannot read the JWKS file"),
+        (["--base-url", "ftp://x"], "--base-url must be an http or https URL"),
+        (["--fhir-server", "file:///etc"], "--fhir-server must be an http or https URL"),
+    ],
+)
+def test_bad_serve_options_are_refused_before_starting(args: list[str], message: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from secondopinion.cli import app
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and message in result.output
+    assert "Traceback" not in result.output

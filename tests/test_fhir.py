@@ -631,3 +631,15 @@ def test_every_value_set_is_versioned_sourced_and_consistent() -> None:
 def test_a_number_too_long_for_python_is_refused_as_invalid_json() -> None:
     with pytest.raises(FhirError):
         case_from_bundle('{"resourceType": "Bundle", "total": ' + "9" * 5000 + "}")
+
+
+def test_searchset_warnings_are_not_patient_data() -> None:
+    warning = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "incomplete"}]}
+    data = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": condition()}, {"resource": warning, "search": {"mode": "outcome"}}],
+    }
+    result = case_from_bundle(data, today=TODAY)
+    assert result.case.diagnosis.cancer.value == "yes"
+    assert result.unmapped == () and "OperationOutcome" not in result.summary
