@@ -34,9 +34,7 @@ from typing import Any
 try:
     from hypothesis import strategies as st
 except ImportError as exc:  # pragma: no cover - only without the testing extra
-    raise ImportError(
-        'secondopinion.testing needs Hypothesis: pip install "secondopinion[testing]"'
-    ) from exc
+    raise ImportError('secondopinion.testing needs Hypothesis: pip install "secondopinion[testing]"') from exc
 
 from .advisor import Advisor
 from .case import (
@@ -119,19 +117,36 @@ def _text(attr: str, words: Sequence[str]) -> _Strategy[str]:
     return st.one_of(st.sampled_from(vocabulary), free.filter(lambda s: bool(s.strip())))
 
 
+DIAGNOSIS_CODES = ("M51.26", "m5126", "M51.27", "C50.911", "254837009", "363406005")
+"""Diagnosis codes the strategies draw from: ICD-10-CM (a letter first) and SNOMED CT (digits)."""
+
+
+def code_system(code: str) -> str:
+    """The system a code from :data:`DIAGNOSIS_CODES` belongs to."""
+    return "snomed" if code[:1].isdigit() else "icd10cm"
+
+
+def _with_code_system(part: dict[str, Any]) -> dict[str, Any]:
+    if "diagnosis_code" in part:
+        part["diagnosis_code_system"] = code_system(part["diagnosis_code"])
+    return part
+
+
 def _part(fact: str, words: Sequence[str]) -> _Strategy[dict[str, Any]]:
     """A sparse JSON-like dict for one aspect of a case (or one opinion)."""
     optional: dict[str, _Strategy[Any]] = {}
     for attr, domain in case_fact_types()[fact].items():
         if attr == "index":
             continue
-        if domain == "int":
+        if attr == "diagnosis_code":
+            optional[attr] = st.sampled_from(DIAGNOSIS_CODES)
+        elif domain == "int":
             optional[attr] = st.integers(min_value=0, max_value=400)
         elif domain == "text":
             optional[attr] = _text(attr, words)
         else:
             optional[attr] = st.sampled_from(domain)
-    return st.fixed_dictionaries({}, optional=optional)
+    return st.fixed_dictionaries({}, optional=optional).map(_with_code_system)
 
 
 def case_dicts(*, max_opinions: int = 4, rulebook: Rulebook | None = None) -> _Strategy[dict[str, Any]]:

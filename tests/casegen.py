@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from secondopinion.case import Case, case_fact_types
+from secondopinion.testing import DIAGNOSIS_CODES, code_system
 
 _DIAGNOSES = ("gallstones", "ulcer", "lymphoma", "disc herniation", "migraine", "sarcoma")
 _INSTITUTIONS = ("city hospital", "university clinic", "county medical center", "cancer institute")
@@ -32,6 +33,8 @@ def _aspects() -> dict[str, dict[str, Any]]:
 
 
 def _value(rng: random.Random, attr: str, domain: Any, marker: str | None, n: int) -> Any:
+    if attr == "diagnosis_code":
+        return rng.choice(DIAGNOSIS_CODES)
     if domain == "int":
         return rng.choice((0, 1, 3, 7, 14, 30, 60, 90, 180))
     if domain == "text":
@@ -60,6 +63,8 @@ def random_case(
     opinions = []
     for _ in range(rng.choice(_OPINION_COUNTS)):
         opinion = {a: _value(rng, a, d, marker, n) for a, d in opinion_attrs.items() if rng.random() < 0.6}
+        if "diagnosis_code" in opinion:
+            opinion["diagnosis_code_system"] = code_system(opinion["diagnosis_code"])
         if labelled_opinions:
             opinion.setdefault("diagnosis", _value(rng, "diagnosis", "text", marker, n))
         opinions.append(opinion)
