@@ -15,7 +15,8 @@ doubt and report everything else:
 
 * ``Patient.birthDate`` -> ``patient.age_group``.
 * The **focus** Condition (active, not refuted, a diagnosis rather than a
-  social finding): an explicit ``focus`` id, else the most serious (by
+  social finding): an explicit ``focus`` id, else the one the planned
+  treatment names as its reason, else the most serious (by
   severity, else by code), cancer before others, chronic ones last, the most
   recent, the first. Its severity or code -> ``diagnosis.seriousness``; its
   code -> ``diagnosis.cancer``, ``cancer_type``, ``spine``, ``rare`` and the
@@ -390,6 +391,7 @@ class _Condition:
 
     index: int
     path: str
+    full_url: str | None
     res: Mapping[str, Any]
     matches: Mapping[str, valuesets.Match]
     severity: str | None
@@ -433,7 +435,7 @@ def _recorded(res: Mapping[str, Any]) -> dt.date:
     return dt.date.min
 
 
-def _condition(index: int, path: str, res: Mapping[str, Any]) -> _Condition:
+def _condition(index: int, path: str, full_url: str | None, res: Mapping[str, Any]) -> _Condition:
     codings = _codings(res.get("code"))
     matches: dict[str, valuesets.Match] = {}
     for vs_id in _CONDITION_SETS:
@@ -448,7 +450,7 @@ def _condition(index: int, path: str, res: Mapping[str, Any]) -> _Condition:
                 matches[vs_id] = found
     severity_codes = [str(c.get("code")) for c in _codings(res.get("severity")) if c.get("system") == SNOMED]
     severity = next((_SEVERITY[c] for c in severity_codes if c in _SEVERITY), None)
-    return _Condition(index, path, res, matches, severity, _recorded(res))
+    return _Condition(index, path, full_url, res, matches, severity, _recorded(res))
 
 
 def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> str:
@@ -466,7 +468,20 @@ def _is_focus(res: Mapping[str, Any], path: str, focus: str) -> bool:
     return focus in (path, rid, f"Condition/{rid}") if isinstance(rid, str) else focus == path
 
 
-def _choose_condition(m: _Mapper, usable: Sequence[_Condition], focus: str | None) -> _Condition | None:
+def _referenced(c: _Condition, refs: Sequence[str]) -> bool:
+    """Whether one of the references (``Condition/id``, a full URL, a ``urn:uuid``) points at this Condition."""
+    rid = c.res.get("id")
+    for ref in refs:
+        if c.full_url is not None and ref == c.full_url:
+            return True
+        if isinstance(rid, str) and (ref == f"Condition/{rid}" or ref.endswith(f"/Condition/{rid}")):
+            return True
+    return False
+
+
+def _choose_condition(
+    m: _Mapper, usable: Sequence[_Condition], focus: str | None, reasons: Sequence[str] = ()
+) -> _Condition | None:
     if not usable:
         if focus is not None:
             m.skip("focus", "the focus condition is not among the active conditions of the patient")
@@ -477,8 +492,13 @@ def _choose_condition(m: _Mapper, usable: Sequence[_Condition], focus: str | Non
         if chosen is None:
             m.skip("focus", "the focus condition is not among the active conditions: the rules below chose one")
     others = [c for c in usable if c is not chosen] if chosen is not None else []
+    treated = [c for c in usable if _referenced(c, reasons)] if chosen is None else []
     if chosen is not None:
         reason = "the focus condition named by the caller"
+    elif treated:
+        chosen = max(treated, key=_Condition.key)
+        others = [c for c in usable if c is not chosen]
+        reason = "the condition the planned treatment is for (its reason)"
     else:
         chosen = max(usable, key=_Condition.key)
         others = [c for c in usable if c is not chosen]
@@ -589,6 +609,7 @@ class _Treatment:
     planned: tuple[str, Any] | None
     priority: str | None
     index: int
+    reasons: tuple[str, ...] = ()
 
     def key(self, today: dt.date) -> tuple[int, int, dt.date, int]:
         """Draft orders first, then surgery, chemotherapy, radiation, then the soonest planned, then data order."""
@@ -626,6 +647,17 @@ _STARTED: dict[str, dict[str, str | None]] = {
     "MedicationRequest": {"draft": "no", "on-hold": "no", "active": None},
     "CarePlan": {"draft": "no", "on-hold": "no", "active": None},
 }
+
+
+def _reason_refs(res: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Conditions a request, procedure or plan says it is for (R4/R4B and R5 shapes)."""
+    refs: list[Any] = []
+    for key in ("reasonReference", "addresses", "reason"):
+        value = res.get(key)
+        for item in value if isinstance(value, list) else []:
+            if isinstance(item, Mapping):
+                refs.append(item.get("reference") if isinstance(item.get("reference"), Mapping) else item)
+    return tuple(t for t in (_reference_targets(r) for r in refs) if t is not None)
 
 
 def _medication_concepts(res: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -676,16 +708,21 @@ def _treatment(m: _Mapper, index: int, path: str, res: Mapping[str, Any], draft:
         planned=_planned_date(res) if kind in ("ServiceRequest", "Procedure") else None,
         priority=priority if isinstance(priority, str) else None,
         index=index,
+        reasons=_reason_refs(res),
     )
 
 
-def _map_treatment(m: _Mapper, found: Sequence[_Treatment]) -> None:
+def _pick_treatment(m: _Mapper, found: Sequence[_Treatment]) -> _Treatment | None:
     if not found:
-        return
+        return None
     chosen = min(found, key=lambda t: t.key(m.today))
     for other in found:
         if other is not chosen:
             m.ignore(other.path, "the case holds one treatment: another planned treatment was used")
+    return chosen
+
+
+def _map_treatment(m: _Mapper, chosen: _Treatment) -> None:
     m.set("treatment.kind", chosen.kind, chosen.source)
     if chosen.started is not None:
         m.set("treatment.started", chosen.started, chosen.started_source)
@@ -829,15 +866,6 @@ def _build(
         for p in patients:
             m.skip(p.path, "more than one Patient: child or adult is unknown")
 
-    usable = [
-        _condition(i, path, res)
-        for i, (path, _u, res) in enumerate(resources)
-        if res["resourceType"] == "Condition" and _condition_usable(m, path, res)
-    ]
-    chosen = _choose_condition(m, usable, focus)
-    if chosen is not None:
-        _map_condition(m, chosen)
-
     treatments: list[_Treatment] = []
     for index, (path, _u, res) in enumerate(resources):
         rtype = res["resourceType"]
@@ -850,7 +878,18 @@ def _build(
             _map_coverage(m, path, res)
         elif rtype == "OperationOutcome":
             m.skip(path, "an OperationOutcome: the data could not be fetched")
-    _map_treatment(m, treatments)
+    treatment = _pick_treatment(m, treatments)
+
+    usable = [
+        _condition(i, path, url, res)
+        for i, (path, url, res) in enumerate(resources)
+        if res["resourceType"] == "Condition" and _condition_usable(m, path, res)
+    ]
+    chosen = _choose_condition(m, usable, focus, treatment.reasons if treatment is not None else ())
+    if chosen is not None:
+        _map_condition(m, chosen)
+    if treatment is not None:
+        _map_treatment(m, treatment)
 
     try:
         case = load_case(m.case)

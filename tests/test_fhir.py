@@ -431,7 +431,12 @@ def test_synthea_lung_cancer_coded_in_snomed_only_wins_over_older_hypertension()
     assert result.focus is not None
     chosen = entries[int(result.focus.fhir_path.split("[")[1].split("]")[0])]["resource"]
     assert chosen["code"]["coding"][0]["code"] == "254637007"
-    assert result.focus.reason.startswith("the most serious")
+    # The chemotherapy order names the cancer as its reason.
+    assert result.focus.reason == "the condition the planned treatment is for (its reason)"
+    del data["entry"][21]["resource"]["reasonReference"]
+    unreasoned = case_from_bundle(data, today=TODAY)
+    assert unreasoned.focus is not None and unreasoned.focus.fhir_path == result.focus.fhir_path
+    assert unreasoned.focus.reason.startswith("the most serious")
     kind_source = sources(result)["treatment.kind"]
     assert kind_source.endswith(".medicationCodeableConcept (text)")  # an RxNorm product: its ingredient name
     # Social findings are ignored, never "not understood"; irrelevant types are counted, not listed.
@@ -643,3 +648,22 @@ def test_searchset_warnings_are_not_patient_data() -> None:
     result = case_from_bundle(data, today=TODAY)
     assert result.case.diagnosis.cancer.value == "yes"
     assert result.unmapped == () and "OperationOutcome" not in result.summary
+
+
+@pytest.mark.parametrize("version", ["R4B", "R5"])
+def test_the_condition_a_planned_treatment_is_for_wins_over_a_more_serious_one(version: str) -> None:
+    heart_attack = {**condition("I21.9", severity=None), "id": "mi"}
+    cancer = {**condition("C18.9", severity=None), "id": "crc"}
+    surgery = surgery_request()
+    if version == "R4B":
+        surgery["reasonReference"] = [{"reference": "Condition/crc"}]
+    else:
+        surgery["reason"] = [{"reference": {"reference": "Condition/crc"}}]
+    result = case_from_bundle(bundle(heart_attack, cancer, surgery), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[1].resource"
+    assert result.focus.reason == "the condition the planned treatment is for (its reason)"
+    assert result.case.diagnosis.cancer.value == "yes"
+    del surgery["reasonReference" if version == "R4B" else "reason"]
+    plain = case_from_bundle(bundle(heart_attack, cancer, surgery), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    assert plain.focus is not None and plain.focus.fhir_path == "Bundle.entry[0].resource"
+    assert plain.case.diagnosis.seriousness.value == "life_threatening"
