@@ -4,6 +4,7 @@ Run from the repository root (needs the service and fhir extras)::
 
     python tests/benchmarks/bench_service.py            # 2,000 requests per measurement
     python tests/benchmarks/bench_service.py --quick    # 300
+    python tests/benchmarks/bench_service.py --requests 1000
     python tests/benchmarks/bench_service.py --json results.json
 
 It starts ``secondopinion serve`` (one uvicorn process) on 127.0.0.1 only, on a
@@ -162,7 +163,11 @@ async def load(base: str, make: Callable[[], dict[str, Any]], total: int, concur
             while not queue.empty():
                 body = queue.get_nowait()
                 start = time.perf_counter()
-                response = await http.post(url, content=body, headers={"content-type": "application/json"})
+                try:
+                    response = await http.post(url, content=body, headers={"content-type": "application/json"})
+                except httpx.TransportError:  # counted, not fatal: a closed keep-alive connection, a reset
+                    failures += 1
+                    continue
                 latencies.append(time.perf_counter() - start)
                 if response.status_code != 200:
                     failures += 1
@@ -184,9 +189,10 @@ async def load(base: str, make: Callable[[], dict[str, Any]], total: int, concur
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
+    parser.add_argument("--requests", type=int, help="requests per measurement (default 2,000; 300 with --quick)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    n = 300 if args.quick else 2000
+    n = args.requests or (300 if args.quick else 2000)
     results: dict[str, Any] = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
