@@ -578,15 +578,62 @@ def serve(
         FhirVersionName, typer.Option("--fhir-version", help="FHIR version of prefetch data (R4B also reads R4).")
     ] = FhirVersionName.R4B,
     rules: RulesOption = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Where card links point: the rule files are under BASE_URL/rules.")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", metavar="ORIGIN", help="Browser origin allowed to call (repeatable; none: off)."),
+    ] = None,
+    jwt_jwks: Annotated[
+        str | None,
+        typer.Option("--jwt-jwks", metavar="FILE_OR_URL", help="Check the CDS client's JWT against this JWKS."),
+    ] = None,
+    jwt_issuer: Annotated[
+        list[str] | None,
+        typer.Option("--jwt-issuer", metavar="ISS", help="Accepted JWT issuer, a CDS client (repeatable)."),
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, typer.Option("--jwt-audience", metavar="URL", help="Expected JWT aud (default: the called URL).")
+    ] = None,
+    fhir_fetch: Annotated[
+        bool, typer.Option("--fhir-fetch/--no-fhir-fetch", help="Fetch missing prefetch data from the fhirServer.")
+    ] = True,
+    fhir_server: Annotated[
+        list[str] | None,
+        typer.Option("--fhir-server", metavar="URL", help="Only fetch from fhirServers under this URL (repeatable)."),
+    ] = None,
 ) -> None:
-    """Run the CDS Hooks service: GET /cds-services, POST /cds-services/second-opinion (service extra)."""
+    """Run the CDS Hooks service: GET /cds-services, POST /cds-services/{id} (service extra)."""
     try:
+        from .service import JwtVerifier
         from .service import serve as run_service
     except ImportError:
         fail("serve needs the service extra: pip install 'secondopinion[service]'", 1)
+    for name, url in [("--base-url", base_url), *(("--fhir-server", u) for u in fhir_server or [])]:
+        if url is not None and not url.startswith(("https://", "http://")):
+            fail(f"{name} must be an http or https URL", 2)
+    verifier = None
+    if jwt_jwks is not None or jwt_issuer:
+        if jwt_jwks is None or not jwt_issuer:
+            fail("JWT checking needs both --jwt-jwks and at least one --jwt-issuer", 2)
+        try:
+            verifier = JwtVerifier(jwt_jwks, tuple(jwt_issuer), jwt_audience)
+        except ValueError as exc:
+            fail(str(exc), 2)
     advisor = make_advisor(rules)
     typer.echo(f"CDS Hooks service at http://{host}:{port}/cds-services (Ctrl+C stops it)", err=True)
-    run_service(advisor, host=host, port=port, fhir_version=fhir_version.value)
+    run_service(
+        advisor,
+        host=host,
+        port=port,
+        fhir_version=fhir_version.value,
+        base_url=base_url,
+        cors_origins=cors_origin or (),
+        jwt=verifier,
+        fetch_fhir=fhir_fetch,
+        fhir_servers=fhir_server or (),
+    )
 
 
 def main() -> None:
