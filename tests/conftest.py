@@ -10,13 +10,19 @@
 * ``dev``: 25 examples, for a quick local loop.
 
 Tests that pass their own ``@settings`` keep them; a profile only sets the defaults.
+
+The rule file cache (secondopinion/rulecache.py) goes to a temporary folder for the
+run, unless ``SECONDOPINION_CACHE_DIR`` is set: tests never write to the user's cache.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 from hypothesis import settings
+
+os.environ.setdefault("SECONDOPINION_CACHE_DIR", tempfile.mkdtemp(prefix="secondopinion-test-cache-"))
 
 settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("nightly", max_examples=2000, deadline=None, print_blob=True)
