@@ -361,7 +361,7 @@ class _Session:
     fact_count: int
     firings: list[Firing] = attrs.Factory(list)
     derived: list[_DerivedRecord] = attrs.Factory(list)
-    by_content: dict[str, _DerivedRecord] = attrs.Factory(dict)
+    by_content: dict[tuple[Any, ...], _DerivedRecord] = attrs.Factory(dict)
     per_type: dict[str, int] = attrs.Factory(dict)
     seen: set[tuple[str, ...]] = attrs.Factory(set)
     opened: bool = False
@@ -421,14 +421,32 @@ def _check_type(fact_type: Any, where: str) -> str:
     return fact_type
 
 
-def _canonical(fact_type: str, attributes: Mapping[str, Any]) -> str:
-    """Canonical JSON of a fact's content (type and attributes, no fid/sid)."""
-    return json.dumps(
-        [fact_type, attributes],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+def _value_key(value: Any) -> tuple[str, Any]:
+    """A checked scalar with its JSON kind, so ``1``, ``1.0``, ``True`` and ``-0.0`` / ``0.0`` stay apart."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int):
+        return ("i", int(value))
+    if isinstance(value, float):
+        return ("f", repr(float(value)))
+    return ("s", str(value))
+
+
+def _canonical(fact_type: str, attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A hashable key of a fact's content (type and attributes, no fid/sid).
+
+    Two facts get the same key exactly when their canonical JSON (sorted keys)
+    is the same: attributes in any order, each value with its JSON kind.
+    Values are checked scalars or lists of them (:func:`_check_attributes`).
+    """
+    items: list[tuple[str, Any]] = []
+    for key in sorted(attributes):
+        value = attributes[key]
+        if isinstance(value, (list, tuple)):
+            items.append((key, ("l", tuple(_value_key(item) for item in value))))
+        else:
+            items.append((key, _value_key(value)))
+    return (fact_type, *items)
 
 
 def _safe_engine_error(exc: Exception) -> EngineError:
@@ -827,6 +845,7 @@ class Engine:
         self.name = f"{prefix}-{next(_engine_numbers)}"
         self._max_facts = max_facts
         self._sid_factory = sid_factory or _default_sid_factory()
+        self._sids_checked = sid_factory is not None  # the default factory's sids are valid by construction
         self._lock = threading.Lock()
         self._ctx: _Session | None = None
         self._unusable = False
@@ -981,7 +1000,7 @@ class Engine:
     def _new_sid(self) -> str:
         """Next session id from the factory, checked (durable does not escape it)."""
         sid = self._sid_factory()
-        if not isinstance(sid, str) or not _SID.match(sid):
+        if self._sids_checked and (not isinstance(sid, str) or not _SID.match(sid)):
             raise EngineError("sid_factory returned an invalid sid (use [A-Za-z0-9_.:-]{1,64})")
         return sid
 
