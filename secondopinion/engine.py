@@ -284,6 +284,38 @@ _native: Any = _durable.durable_rules_engine
 """durable's C extension, as ``durable.engine`` imported it."""
 
 
+_LEASE_SECONDS = 10
+"""durable drops the result of an action that ran longer than this (hazard 9)."""
+
+
+class _Call:
+    """What a plain action gets instead of durable's ``Closure`` (guard 15).
+
+    The same members this adapter's actions (and durable's ``Promise``) use: the matched
+    facts as ``_m``, the session state as ``s``, ``assert_fact``, the state handle; the
+    lease clock starts when the action starts, as a ``Closure``'s does.
+    """
+
+    __slots__ = ("_handle", "_m", "_ruleset", "_start", "s")
+
+    def __init__(self, ruleset: Any, state: Any, message: dict[str, Any], handle: Any) -> None:
+        self._ruleset = ruleset
+        self.s = state
+        self._m = message
+        self._handle = handle
+        self._start = _durable._unix_now()
+
+    def assert_fact(self, fact: dict[str, Any]) -> None:
+        """Assert a fact into the session (the running action's effects follow it)."""
+        if "sid" not in fact:
+            fact["sid"] = self.s.sid
+        self._ruleset.assert_fact(fact)
+
+    def expired(self) -> bool:
+        """Whether the action outlived its lease."""
+        return bool(_durable._unix_now() - self._start > _LEASE_SECONDS)
+
+
 def _flush_actions(
     ruleset: Any,
     state: dict[str, Any],
@@ -294,32 +326,47 @@ def _flush_actions(
     """Run a session's pending actions one by one (guard 15); installed on each Engine's ruleset.
 
     Same contract as durable's ``Ruleset._flush_actions`` in 2.0.28: ``result_container``
-    holds the next action's ``{rule: message}`` under ``"message"``; every action runs in a
-    ``Closure`` through its ``Promise``; ``complete(error, None)`` on failure,
-    ``complete(None, state)`` once no action is left, and no call at all when an action
-    outlived its lease (the caller sees an unfinished call).  The difference: the state
-    is written back only after the first action and when an action changed it.
+    holds the next action's ``{rule: message}`` under ``"message"``; an exception inside an
+    action is recorded in the state under ``exception``; ``complete(error, None)`` on
+    failure, ``complete(None, state)`` once no action is left, and no call at all when an
+    action outlived its lease (the caller sees an unfinished call).  The differences: the
+    state is written back only after the first action and when an action changed it, and
+    a plain action (one synchronous function, which is what this adapter registers) is
+    called directly with a :class:`_Call`; anything else runs through durable's
+    ``Promise`` and ``Closure`` as before.
     """
     handle = ruleset._handle
+    content = _durable.Content(state)
     written: dict[str, Any] | None = None
     while "message" in result_container:
         ((action_name, message),) = result_container.pop("message").items()
-        closure = _durable.Closure(ruleset._host, ruleset, state, message, state_offset)
-        errors: list[Any] = []
-        ruleset._actions[action_name].run(closure, errors.append)
-        if not errors or closure._has_completed():
-            return  # an asynchronous action, or the lease ran out: durable drops the result
-        error = errors[0]
+        promise = ruleset._actions[action_name]
+        if promise._sync and promise._next is None:
+            call = _Call(ruleset, content, message, state_offset)
+            try:
+                promise._func(call)
+            except BaseException:
+                # As durable records it, but without the text: it could quote fact values.
+                state["exception"] = "an action raised"
+            if call.expired():
+                return  # the lease ran out: durable drops the result
+        else:
+            closure = _durable.Closure(ruleset._host, ruleset, state, message, state_offset)
+            errors: list[Any] = []
+            promise.run(closure, errors.append)
+            if not errors or closure._has_completed():
+                return  # an asynchronous action, or the lease ran out: durable drops the result
+            if errors[0]:
+                _native.abandon_action(handle, state_offset)
+                complete(errors[0], None)
+                return
         try:
-            if error:
-                raise error if isinstance(error, BaseException) else EngineError("action failed")
-            current = closure.s._d
-            if written is None or current != written:
-                _native.update_state(handle, json.dumps(current, ensure_ascii=False))
-                written = dict(current)
-            following = _native.complete_and_start_action(handle, closure._handle)
+            if written is None or state != written:
+                _native.update_state(handle, json.dumps(state, ensure_ascii=False))
+                written = dict(state)
+            following = _native.complete_and_start_action(handle, state_offset)
         except BaseException as exc:
-            _native.abandon_action(handle, closure._handle)
+            _native.abandon_action(handle, state_offset)
             complete(exc, None)
             return
         if following:
