@@ -23,13 +23,18 @@ verification, threads over thousands of cases, process pools) get the mark here,
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 from hypothesis import settings
 
-os.environ.setdefault("SECONDOPINION_CACHE_DIR", tempfile.mkdtemp(prefix="secondopinion-test-cache-"))
+if "SECONDOPINION_CACHE_DIR" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="secondopinion-test-cache-")
+    os.environ["SECONDOPINION_CACHE_DIR"] = _cache_dir
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
 
 SLOW = frozenset(
     {
