@@ -437,13 +437,26 @@ class KeepSymptomRecord(Recommendation):
     """Write down symptoms and changes over time."""
 
 
+def _identity(item: Any) -> Any:
+    """A hashable stand-in, equal exactly when the items are equal (a Derivation holds a dict)."""
+    if type(item) is Derivation:
+        return (Derivation, item.rule_id, tuple(sorted(item.matched.items())))
+    return item
+
+
 def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Items in order, each once (by equality: some items hold dicts and cannot be hashed)."""
-    out: list[Any] = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return tuple(out)
+    """Items in order, each once (by equality)."""
+    try:
+        seen: dict[Any, Any] = {}
+        for item in items:
+            seen.setdefault(_identity(item), item)
+        return tuple(seen.values())
+    except TypeError:  # an unhashable item of another kind: compare pairwise
+        out: list[Any] = []
+        for item in items:
+            if item not in out:
+                out.append(item)
+        return tuple(out)
 
 
 def _merge_group(group: list[Recommendation]) -> Recommendation:
