@@ -306,7 +306,7 @@ class _Call:
     lease clock starts when the action starts, as a ``Closure``'s does.
     """
 
-    __slots__ = ("_handle", "_m", "_ruleset", "_start", "s")
+    __slots__ = ("_handle", "_m", "_ruleset", "_start", "_stopped", "s")
 
     def __init__(self, ruleset: Any, state: Any, message: dict[str, Any], handle: Any) -> None:
         self._ruleset = ruleset
@@ -314,6 +314,7 @@ class _Call:
         self._m = message
         self._handle = handle
         self._start = _durable._unix_now()
+        self._stopped = False
 
     def assert_fact(self, fact: dict[str, Any]) -> None:
         """Assert a fact into the session (the running action's effects follow it)."""
@@ -322,8 +323,8 @@ class _Call:
         self._ruleset.assert_fact(fact)
 
     def expired(self) -> bool:
-        """Whether the action outlived its lease."""
-        return bool(_durable._unix_now() - self._start > _LEASE_SECONDS)
+        """Whether the action outlived its lease, or the run was stopped (its budget is spent)."""
+        return self._stopped or bool(_durable._unix_now() - self._start > _LEASE_SECONDS)
 
 
 def _flush_actions(
@@ -434,9 +435,13 @@ def _stop_flush(c: Any) -> None:
     durable's flush loop runs every queued action (raising in an action does not stop it;
     a budget overrun can leave millions queued).  Marking the closure completed takes
     durable's own lease-expiry path: the loop returns without completing the action and
-    the session, deleted next, is never used again.
+    the session, deleted next, is never used again. A :class:`_Call` (guard 15's own loop)
+    is stopped the same way: the loop returns as for an expired lease.
     """
-    c._completed = True
+    if isinstance(c, _Call):
+        c._stopped = True
+    else:
+        c._completed = True
 
 
 def _value_ok(value: Any) -> bool:
