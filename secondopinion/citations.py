@@ -522,8 +522,13 @@ def _read_fixes(path: Path) -> tuple[list[_Rename], list[_RuleFix]]:
         raise FixError(f"{path}{at}: not valid YAML") from None
     if not isinstance(data, dict) or not set(data) <= {"sections", "rules"}:
         raise FixError(f"{path}: expected a mapping with 'sections' and/or 'rules'")
+    sections, rules = data.get("sections") or {}, data.get("rules") or {}
+    if not isinstance(sections, dict):
+        raise FixError(f"{path}: sections: expected a mapping of document files to lists of {{old, new}}")
+    if not isinstance(rules, dict):
+        raise FixError(f"{path}: rules: expected a mapping of rule ids to lists of {{file, old, new}}")
     renames: list[_Rename] = []
-    for doc, entries in (data.get("sections") or {}).items():
+    for doc, entries in sections.items():
         if not isinstance(entries, list):
             raise FixError(f"{path}: sections/{doc}: expected a list of {{old, new}}")
         for i, entry in enumerate(entries):
@@ -534,7 +539,7 @@ def _read_fixes(path: Path) -> tuple[list[_Rename], list[_RuleFix]]:
                 _Rename(str(doc), _text(entry.get("old"), where + "/old"), _text(entry.get("new"), where + "/new"))
             )
     fixes: list[_RuleFix] = []
-    for rid, entries in (data.get("rules") or {}).items():
+    for rid, entries in rules.items():
         if not isinstance(entries, list):
             raise FixError(f"{path}: rules/{rid}: expected a list of {{file, old, new}}")
         for i, entry in enumerate(entries):
@@ -594,7 +599,7 @@ def apply_fixes(rules_dir: Path, fixes_path: Path) -> ApplyResult:
     pending_rules = {(f.rule_id, f.file, f.old): f for f in fixes}
     pending_renames = {(r.file, r.old): r for r in renames}
     cited: dict[str, list[str]] = {}
-    registry: tuple[Path, yaml.Node] | None = None
+    registries: list[tuple[Path, yaml.Node]] = []
 
     for path in files:
         root = _compose(path)
@@ -614,43 +619,40 @@ def apply_fixes(rules_dir: Path, fixes_path: Path) -> ApplyResult:
                     section = fix.new
                 cited.setdefault(doc, []).append(section)
         if _get(root, "documents") is not None:
-            registry = (path, root)
+            registries.append((path, root))
 
-    additions: list[tuple[str, str]] = []
-    if registry is not None:
-        path, root = registry
+    for path, root in registries:
         for doc_node in _items(_get(root, "documents")):
             name = str(_scalar(_get(doc_node, "file")))
             seq = _get(doc_node, "sections")
-            declared: list[str] = []
-            for sec_node in _items(seq):
+            nodes = _items(seq)
+            declared = {str(_scalar(n)) for n in nodes}
+            for sec_node in nodes:
                 section = str(_scalar(sec_node))
                 rename = pending_renames.pop((name, section), None)
-                if rename is not None:
-                    if rename.new in declared:
-                        edits[path].append(_Edit(*_line_span(texts[path], sec_node), ""))
-                    else:
-                        edits[path].append(_span_edit(sec_node, rename.new))
-                        declared.append(rename.new)
-                    applied.append(f"{name}: declared section {section!r} -> {rename.new!r} ({_display(path)})")
+                if rename is None:
+                    continue
+                if rename.new in declared:
+                    edits[path].append(_Edit(*_line_span(texts[path], sec_node), ""))
                 else:
-                    declared.append(section)
-            for section in dict.fromkeys(cited.get(name, [])):
-                if section not in declared:
-                    items = _items(seq)
-                    if not isinstance(seq, yaml.SequenceNode) or not items or seq.flow_style:
-                        raise FixError(
-                            f"{_display(path)}: cannot add {section!r} to the sections of {name}; add it by hand"
-                        )
-                    last = items[-1]
-                    start = texts[path].rfind("\n", 0, int(last.start_mark.index)) + 1
-                    prefix = texts[path][start : int(last.start_mark.index)]
-                    end = texts[path].find("\n", int(last.end_mark.index))
-                    end = len(texts[path]) if end < 0 else end + 1
-                    edits[path].append(_Edit(end, end, f"{prefix}{_yaml_scalar(section)}\n"))
-                    declared.append(section)
-                    additions.append((name, section))
-                    applied.append(f"{name}: declared new section {section!r} ({_display(path)})")
+                    edits[path].append(_span_edit(sec_node, rename.new))
+                declared.discard(section)
+                declared.add(rename.new)
+                applied.append(f"{name}: declared section {section!r} -> {rename.new!r} ({_display(path)})")
+            for section in dict.fromkeys(cited.pop(name, [])):
+                if section in declared:
+                    continue
+                if not isinstance(seq, yaml.SequenceNode) or not nodes or seq.flow_style:
+                    raise FixError(
+                        f"{_display(path)}: cannot add {section!r} to the sections of {name}; add it by hand"
+                    )
+                last = nodes[-1]
+                start = texts[path].rfind("\n", 0, int(last.start_mark.index)) + 1
+                prefix = texts[path][start : int(last.start_mark.index)]
+                _, end = _line_span(texts[path], last)
+                edits[path].append(_Edit(end, end, f"{prefix}{_yaml_scalar(section)}\n"))
+                declared.add(section)
+                applied.append(f"{name}: declared new section {section!r} ({_display(path)})")
 
     changed: list[str] = []
     for path, todo in edits.items():
