@@ -15,7 +15,8 @@ A reference is valid when its ``section`` is
   guide does not have, and does not lead a reader to one place.
 
 and its ``file`` exists in the seeds folder. Both sides are compared after
-*folding*: Unicode NFKC; curly quotes to straight ones and every dash to ``-``;
+*folding*: Unicode NFKC; curly quotes to straight ones, hyphen-like marks to
+``-`` and en or em dashes to a spaced ``-``;
 soft hyphens and zero-width characters dropped; a word split by a hyphen at a
 line end (``medi-`` / ``cal``, even across a blank line) joined again; bullet
 marks at line starts dropped (``•``, and the ``l`` + tab that a Wingdings
@@ -102,7 +103,8 @@ MAX_SPLIT_TITLE_WORDS = 6
 # --------------------------------------------------------------------------- folding
 
 _QUOTES = {c: "'" for c in "\u2018\u2019\u201a\u201b\u2032\u00b4`"} | {c: '"' for c in "\u201c\u201d\u201e\u201f\u2033"}
-_DASHES = {c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"}
+# Hyphen-like marks become a hyphen; dashes between words become a spaced hyphen ("haul\u2014for" = "haul - for").
+_DASHES = {c: "-" for c in "\u2010\u2011\u2012\u2212\ufe63\uff0d"} | {c: " - " for c in "\u2013\u2014\u2015\ufe58"}
 _DROP = {c: None for c in "\u00ad\u200b\u200c\u200d\u2060\ufeff"}
 _TYPOGRAPHY = str.maketrans({**_QUOTES, **_DASHES, **_DROP})
 

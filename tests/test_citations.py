@@ -165,6 +165,15 @@ def test_fold_joins_words_split_at_a_line_end_even_across_a_blank_line() -> None
     assert fold("non-\nHodgkin") == "nonhodgkin"  # the hyphen stays, then inner hyphens fold away
 
 
+def test_fold_dashes_with_or_without_spaces_alike() -> None:
+    assert (
+        fold("the long haul\u2014for example")
+        == fold("the long haul \u2013 for example")
+        == "the long haul - for example"
+    )
+    assert fold("doctor\u2010patient") == fold("doctor-patient") == "doctorpatient"
+
+
 def test_fold_case_white_space_and_inner_hyphens() -> None:
     assert fold("  Long-term\n\tTREATMENT  ") == fold("longterm treatment") == "longterm treatment"
     assert fold("condition.Then you") == "condition. then you"
