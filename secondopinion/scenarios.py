@@ -621,4 +621,3 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], object] | No
 
 if __name__ == "__main__":  # pragma: no cover - the command line
     sys.exit(main())
-
