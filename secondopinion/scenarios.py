@@ -69,6 +69,7 @@ __all__ = [
     "ScenarioError",
     "load_scenarios",
     "main",
+    "recommendation_texts",
     "render_report",
     "run_scenario",
     "run_scenarios",
@@ -378,7 +379,7 @@ def load_scenarios(paths: Iterable[str | Path] = (DEFAULT_PATH,)) -> list[Scenar
 # --------------------------------------------------------------------------- running
 
 
-def _texts(rec: Recommendation) -> list[str]:
+def recommendation_texts(rec: Recommendation) -> list[str]:
     """Every text the patient reads in one recommendation: title, detail and list items."""
     out = [rec.title, rec.detail]
     for field in rec.specific_fields():
@@ -430,7 +431,7 @@ def _problems(scenario: Scenario, advice: Advice) -> list[str]:
             problems.append(f"{evidence_id} shown on {', '.join(shown)}")
     for phrase in scenario.no_text:
         pattern = re.compile(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", re.IGNORECASE)
-        said = [r.kind for r in advice.recommendations if any(pattern.search(t) for t in _texts(r))]
+        said = [r.kind for r in advice.recommendations if any(pattern.search(t) for t in recommendation_texts(r))]
         if said:
             problems.append(f"{phrase!r} in {', '.join(dict.fromkeys(said))}")
     return problems
