@@ -20,7 +20,8 @@ holds an ``area`` and a list of ``scenarios``. Each scenario has:
 ``fields``
     optional checks on one kind's fields, ``{kind: {field: check}}``, where a
     check is ``{contains: TEXT}`` or ``{not_contains: TEXT}`` (for a list
-    field: whether any item holds the text; case is ignored) or
+    field: whether any item holds the text; case is ignored; a list of texts
+    checks each) or
     ``{lt_field: OTHER}`` (a number less than another field's number; passes
     when either is not set, so a deadline without an opinion date passes).
     A check applies only when the kind is given.
@@ -239,19 +240,18 @@ def _field_checks(raw: Any, where: str, problems: list[str]) -> tuple[FieldCheck
             if names is not None and field not in names:
                 problems.append(f"{where}: {kind} has no field {field} @ {path}")
                 continue
-            if (
-                not isinstance(check, dict)
-                or len(check) != 1
-                or next(iter(check)) not in _CHECKS
-                or not isinstance(next(iter(check.values())), str | int)
-            ):
-                problems.append(f"{where}: a check must be one of {{contains|not_contains|lt_field: VALUE}} @ {path}")
+            ((op, value),) = check.items() if isinstance(check, dict) and len(check) == 1 else ((None, None),)
+            values = value if isinstance(value, list) and op != "lt_field" else [value]
+            if op not in _CHECKS or not values or not all(isinstance(v, str | int) for v in values):
+                problems.append(
+                    f"{where}: a check must be one of {{contains|not_contains: TEXT or [TEXT...]}} "
+                    f"or {{lt_field: FIELD}} @ {path}"
+                )
                 continue
-            ((op, value),) = check.items()
             if op == "lt_field" and names is not None and value not in names:
                 problems.append(f"{where}: {kind} has no field {value} @ {path}.lt_field")
                 continue
-            checks.append(FieldCheck(kind, field, op, str(value)))
+            checks.extend(FieldCheck(kind, field, str(op), str(v)) for v in values)
     return tuple(checks)
 
 

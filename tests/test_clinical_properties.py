@@ -5,7 +5,7 @@
 * no contradictory pair of kinds without the card that explains it (``check_answers``);
 * facts the case states are never asked again;
 * emergencies: a decision due now gets ``get_care_now`` first and a short list, and adding
-  information never takes that away.
+  information never takes that away; an urgent case's deadline is critical and comes first.
 
 Cases come from ``secondopinion.testing`` (the public strategies), steered towards the edges
 (few days to decide, three or more opinions, stated insurance answers); the number of examples
@@ -230,6 +230,31 @@ def test_an_emergency_gets_care_now_first_and_a_short_list(data: dict[str, Any])
     assert len(advice.kinds) <= EMERGENCY_MAX, f"an emergency gets {len(advice.kinds)} recommendations"
     held_up = [k for k in NOT_IN_AN_EMERGENCY if k in advice.kinds]
     assert held_up == [], f"an emergency gets {', '.join(held_up)}"
+
+
+@st.composite
+def _urgent_cases(draw: st.DrawFn) -> Case:
+    """Any case made urgent (not an emergency): by its urgency, by 2 to 7 days to decide, or both."""
+    data = draw(case_dicts(rulebook=SHIPPED))
+    how = draw(st.sampled_from(("urgency", "days", "both")))
+    days = draw(st.integers(min_value=2, max_value=7)) if how in ("days", "both") else None
+    data = _with_treatment(data, urgency="urgent" if how in ("urgency", "both") else None, days_to_decide=days)
+    if data["treatment"].get("urgency") == "emergency":
+        data["treatment"]["urgency"] = "urgent"
+    days_given = data["treatment"].get("days_to_decide")
+    if days_given is not None and days_given <= 1:
+        data["treatment"]["days_to_decide"] = 2
+    return load_case(data)
+
+
+@given(_urgent_cases())
+def test_an_urgent_deadline_is_critical_and_comes_first(case: Case) -> None:
+    advice = _advise(case)
+    deadline = advice.by_kind("set_deadline")
+    if deadline is None:
+        return  # whether an urgent case needs an opinion at all is the scenarios' business
+    assert deadline.priority.value == "critical", f"an urgent case's deadline is {deadline.priority.value}"
+    assert advice.kinds[0] in ("set_deadline", EXPLAINS), f"an urgent case starts with {advice.kinds[0]}"
 
 
 @given(_emergency_dicts(), case_dicts(rulebook=SHIPPED))

@@ -170,7 +170,7 @@ def test_each_kind_of_deviation_is_reported(tmp_path: Path) -> None:
     fields:
       set_deadline: {decide_within_days: {lt_field: get_opinion_within_days}}
       seek_second_opinion: {about: {contains: treatment}}
-      expert_review: {reviewers: {not_contains: RADIOLOGIST}}
+      expert_review: {reviewers: {not_contains: [surgeon, RADIOLOGIST]}}
     no_evidence: [E1, E4]
     no_text: [both]
 """,
@@ -198,6 +198,7 @@ def test_checks_that_hold_report_nothing(tmp_path: Path) -> None:
       set_deadline: {get_opinion_within_days: {lt_field: decide_within_days}}
       seek_second_opinion: {about: {contains: DIAGNOSIS}}
       expert_review: {reviewers: {not_contains: surgeon}}
+      gather_records: {documents: {contains: [bother, LIST]}}
       get_another_opinion: {opinion_number: {contains: "3"}}
     no_evidence: [E2, E4]
     no_text: [ou, you r]
