@@ -150,6 +150,20 @@ def _items() -> Any:
     return attrs.field(default=(), converter=_tuple)
 
 
+@_kind("get_care_now")
+@attrs.frozen(kw_only=True)
+class GetCareNow(Recommendation):
+    """An emergency: get the care now; a quick review only if it cannot hold care up; an opinion can come later."""
+
+
+@_kind("check_answers")
+@attrs.frozen(kw_only=True)
+class CheckAnswers(Recommendation):
+    """Some answers in the case contradict each other; ``fields`` names them (case paths)."""
+
+    fields: tuple[str, ...] = _items()
+
+
 @_kind("seek_second_opinion")
 @attrs.frozen(kw_only=True)
 class SeekSecondOpinion(Recommendation):
@@ -212,8 +226,10 @@ class SetDeadline(Recommendation):
     """Fix a date by which to have the opinion, so treatment is not held up.
 
     ``decide_within_days`` is the time the doctor says there is to decide (when
-    known); ``get_opinion_within_days`` leaves about a third of it to decide,
-    at least one day.
+    known). ``get_opinion_within_days`` is this library's planning aid, not a
+    figure from the guides: it keeps some days after the opinion to think
+    (a third of the time, at least one day and at most a week). With one day
+    or less to decide there is no time for an opinion first, and it is ``None``.
     """
 
     decide_within_days: int | None = None
@@ -222,9 +238,10 @@ class SetDeadline(Recommendation):
     @property
     def get_opinion_within_days(self) -> int | None:
         """Days in which to have the second opinion, when the time to decide is known."""
-        if self.decide_within_days is None:
+        days = self.decide_within_days
+        if days is None or days <= 1:
             return None
-        return max(1, (self.decide_within_days * 2) // 3)
+        return days - max(1, min(7, days // 3))
 
 
 @_kind("act_quickly")
@@ -361,6 +378,14 @@ class BeSeenInPerson(Recommendation):
 @attrs.frozen(kw_only=True)
 class ProceedWithConfidence(Recommendation):
     """The opinions agree: go ahead with more confidence."""
+
+
+@_kind("clarify_diagnoses")
+@attrs.frozen(kw_only=True)
+class ClarifyDiagnoses(Recommendation):
+    """The opinions word the diagnosis differently: ask the doctors whether they mean the same thing."""
+
+    questions: tuple[str, ...] = _items()
 
 
 @_kind("resolve_conflict")

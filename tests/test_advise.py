@@ -138,7 +138,7 @@ def test_deadline_is_computed_from_the_time_to_decide() -> None:
     deadline = advice.by_kind("set_deadline")
     assert isinstance(deadline, SetDeadline)
     assert deadline.decide_within_days == 30
-    assert deadline.get_opinion_within_days == 20
+    assert deadline.get_opinion_within_days == 23
     assert deadline.ask_doctor_how_long is False
 
 

@@ -1,0 +1,336 @@
+"""Issue 11: the advice at the edges a patient advocate's review found wrong, one test per finding.
+
+Each test names the finding it guards; each failed on the rule base before the calibration.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+import secondopinion
+from secondopinion import Advice, CaseError, Priority
+from secondopinion.recommendations import SetDeadline
+
+
+def _advise(case: dict[str, Any]) -> Advice:
+    return secondopinion.advise(case)
+
+
+def _texts(advice: Advice) -> str:
+    parts: list[str] = []
+    for rec in advice.recommendations:
+        parts += [rec.title, rec.detail]
+        for field in type(rec).specific_fields():
+            value = getattr(rec, field.name)
+            if isinstance(value, tuple):
+                parts += [str(v) for v in value]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- 1. emergencies
+
+
+@pytest.mark.parametrize(
+    "treatment",
+    [
+        {"urgency": "emergency"},
+        {"days_to_decide": 0},
+        {"days_to_decide": 1},
+        {"urgency": "emergency", "kind": "surgery"},
+    ],
+)
+def test_an_emergency_gets_one_critical_card_first_and_a_short_list(treatment: dict[str, Any]) -> None:
+    advice = _advise({"diagnosis": {"seriousness": "life_threatening"}, "treatment": {"kind": "surgery", **treatment}})
+    first = advice.recommendations[0]
+    assert first.kind == "get_care_now" and first.priority is Priority.CRITICAL
+    assert "emergency" in first.title.lower()
+    assert [r.kind for r in advice.recommendations].count("get_care_now") == 1
+    assert len(advice.recommendations) <= 4
+    kinds = set(advice.kinds)
+    assert not kinds & {"seek_second_opinion", "set_deadline", "act_quickly", "check_credentials", "prepare_questions"}
+    assert "before you agree to it" not in _texts(advice)
+
+
+def test_an_emergency_with_conflicting_opinions_still_leads_with_care() -> None:
+    case = {
+        "treatment": {"urgency": "emergency"},
+        "opinions": [{"treatment": "surgery"}, {"treatment": "medication"}],
+    }
+    advice = _advise(case)
+    assert advice.recommendations[0].kind == "get_care_now"
+    assert "resolve_conflict" not in advice.kinds and "get_another_opinion" not in advice.kinds
+
+
+@pytest.mark.parametrize("days", range(2, 120))
+def test_every_deadline_leaves_time_after_the_opinion(days: int) -> None:
+    advice = _advise(
+        {"diagnosis": {"seriousness": "serious"}, "treatment": {"kind": "surgery", "days_to_decide": days}}
+    )
+    deadline = advice.by_kind("set_deadline")
+    assert isinstance(deadline, SetDeadline)
+    assert deadline.get_opinion_within_days is not None
+    assert 1 <= deadline.get_opinion_within_days < days
+
+
+def test_no_opinion_deadline_when_there_is_no_time() -> None:
+    assert SetDeadline(title="t", detail="d", decide_within_days=1).get_opinion_within_days is None
+    assert SetDeadline(title="t", detail="d", decide_within_days=0).get_opinion_within_days is None
+
+
+def test_an_urgent_case_without_a_date_asks_for_it_first() -> None:
+    advice = _advise({"diagnosis": {"seriousness": "serious"}, "treatment": {"urgency": "urgent"}})
+    first = advice.recommendations[0]
+    assert first.kind == "set_deadline" and first.priority is Priority.CRITICAL
+    assert isinstance(first, SetDeadline) and first.ask_doctor_how_long
+
+
+def test_a_few_days_to_decide_gives_a_short_list() -> None:
+    case = {
+        "diagnosis": {"seriousness": "serious", "cancer": "yes"},
+        "treatment": {"kind": "surgery", "days_to_decide": 5},
+    }
+    advice = _advise(case)
+    assert advice.recommendations[0].kind == "set_deadline"
+    assert len(advice.recommendations) <= 10
+    assert "check_credentials" not in advice.kinds and "act_quickly" not in advice.kinds
+
+
+# ---------------------------------------------------------------- 2. comparing diagnoses
+
+
+def _two(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {"diagnosis": {"spine": "yes"}, "opinions": [a, b]}
+
+
+def test_differently_worded_diagnoses_are_not_a_conflict() -> None:
+    advice = _advise(
+        _two(
+            {"diagnosis": "L4-L5 disc herniation", "treatment": "surgery"},
+            {"diagnosis": "herniated disc L4/5", "treatment": "surgery"},
+        )
+    )
+    assert "clarify_diagnoses" in advice.kinds
+    assert not set(advice.kinds) & {"resolve_conflict", "get_another_opinion", "ask_doctors_to_confer"}
+
+
+def test_the_same_code_worded_differently_is_agreement() -> None:
+    code = {"diagnosis_code": "M51.26", "diagnosis_code_system": "icd10cm", "treatment": "surgery"}
+    advice = _advise(_two({"diagnosis": "L4-L5 disc herniation", **code}, {"diagnosis": "herniated disc L4/5", **code}))
+    assert "proceed_with_confidence" in advice.kinds
+    assert "clarify_diagnoses" not in advice.kinds
+
+
+def test_different_codes_in_one_system_are_a_conflict() -> None:
+    advice = _advise(
+        _two(
+            {"diagnosis_code": "C83.30", "diagnosis_code_system": "icd10cm", "treatment": "chemotherapy"},
+            {"diagnosis_code": "C91.10", "diagnosis_code_system": "icd10cm", "treatment": "chemotherapy"},
+        )
+    )
+    assert {"resolve_conflict", "get_another_opinion"} <= set(advice.kinds)
+
+
+@pytest.mark.parametrize(("said", "kind"), [("different", "resolve_conflict"), ("same", "proceed_with_confidence")])
+def test_the_patient_can_say_how_the_diagnoses_compare(said: str, kind: str) -> None:
+    advice = _advise(
+        _two(
+            {"diagnosis": "L4-L5 disc herniation", "treatment": "surgery"},
+            {"diagnosis": "herniated disc L4/5", "treatment": "surgery", "diagnosis_vs_first": said},
+        )
+    )
+    assert kind in advice.kinds
+    assert "clarify_diagnoses" not in advice.kinds
+
+
+def test_a_code_must_fit_its_system_and_errors_name_the_path_not_the_value() -> None:
+    with pytest.raises(CaseError) as err:
+        secondopinion.load_case({"opinions": [{"diagnosis_code": "SECRET99", "diagnosis_code_system": "snomed"}]})
+    assert "$.opinions[0].diagnosis_code" in str(err.value)
+    assert "SECRET99" not in str(err.value)
+    with pytest.raises(CaseError, match=r"diagnosis_code_system"):
+        secondopinion.load_case({"opinions": [{"diagnosis_code": "M51.26"}]})
+
+
+# ---------------------------------------------------------------- 3. three or more opinions
+
+
+def _split() -> dict[str, Any]:
+    return {
+        "diagnosis": {"seriousness": "serious", "cancer": "yes"},
+        "treatment": {"kind": "surgery"},
+        "opinions": [
+            {"specialty": "surgeon", "diagnosis": "prostate cancer", "treatment": "surgery"},
+            {"specialty": "radiation_oncologist", "diagnosis": "prostate cancer", "treatment": "radiation"},
+            {"specialty": "surgeon", "diagnosis": "prostate cancer", "treatment": "surgery"},
+        ],
+    }
+
+
+def test_a_two_to_one_split_gets_one_consistent_answer() -> None:
+    advice = _advise(_split())
+    assert "reflect_before_more_opinions" in advice.kinds
+    assert "get_another_opinion" not in advice.kinds
+    reflect = advice.by_kind("reflect_before_more_opinions")
+    assert reflect is not None and reflect.priority is Priority.HIGH
+
+
+def test_no_specialist_is_suggested_whose_kind_already_gave_an_opinion() -> None:
+    case = {
+        "diagnosis": {"seriousness": "serious", "cancer": "yes"},
+        "treatment": {"kind": "surgery"},
+        "opinions": [{"specialty": "radiation_oncologist", "treatment": "radiation"}],
+    }
+    other = _advise(case).by_kind("consider_other_specialty")
+    assert other is not None
+    assert not any("radiation" in s for s in getattr(other, "specialties", ()))
+    spine = {"diagnosis": {"spine": "yes", "seriousness": "serious"}, "opinions": [{"specialty": "neurosurgeon"}]}
+    consult = _advise(spine).by_kind("consult_specialties")
+    assert consult is not None
+    assert not any("neurosurgeon" in s for s in getattr(consult, "specialties", ()))
+
+
+@pytest.mark.parametrize("count", [3, 4, 5])
+def test_texts_count_opinions_right(count: int) -> None:
+    opinions = [{"treatment": "surgery" if i % 2 else "medication", "diagnosis": "gout"} for i in range(count)]
+    text = _texts(_advise({"diagnosis": {"seriousness": "serious"}, "opinions": opinions}))
+    assert not re.search(r"\bthird opinion\b|\bboth\b", text, re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- 4. agreement that is not independent
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        ({"close_associate_of_first": "yes"}, "choose_independent_doctor"),
+        ({"institution": "City Hospital"}, "choose_independent_doctor"),
+        ({"mode": "remote"}, "be_seen_in_person"),
+    ],
+)
+def test_agreement_that_is_not_independent_is_not_confirmation(second: dict[str, Any], expected: str) -> None:
+    case = {
+        "diagnosis": {"seriousness": "serious"},
+        "opinions": [
+            {"institution": "city hospital", "diagnosis": "gallstones", "treatment": "surgery"},
+            {"diagnosis": "gallstones", "treatment": "surgery", **second},
+        ],
+    }
+    advice = _advise(case)
+    assert "proceed_with_confidence" not in advice.kinds
+    assert expected in advice.kinds
+
+
+# ---------------------------------------------------------------- 5. proportion
+
+
+def test_minor_low_risk_surgery_stays_short_and_optional() -> None:
+    advice = _advise(
+        {"diagnosis": {"seriousness": "minor"}, "treatment": {"kind": "surgery", "risk": "low", "invasiveness": "low"}}
+    )
+    assert "second_opinion_optional" in advice.kinds
+    assert "seek_second_opinion" not in advice.kinds
+    assert len(advice.recommendations) <= 3
+    assert "big step" not in _texts(advice)
+
+
+def test_a_small_skin_cancer_is_not_treated_like_a_major_one() -> None:
+    case = {
+        "diagnosis": {"seriousness": "minor", "cancer": "yes", "cancer_type": "basal cell skin cancer"},
+        "treatment": {"kind": "surgery", "risk": "low", "invasiveness": "low"},
+        "records": {"imaging": "none", "biopsy_slides": "yes"},
+    }
+    advice = _advise(case)
+    assert len(advice.recommendations) <= 8
+    assert "prefer_cancer_center" not in advice.kinds and "consider_other_specialty" not in advice.kinds
+    review = advice.by_kind("expert_review")
+    assert review is not None and "radiologist" not in getattr(review, "reviewers", ())
+    assert not {e.id for r in advice.recommendations for e in r.evidence} & {"E1", "E3"}
+
+
+@pytest.mark.parametrize(
+    "treatment", [{"kind": "chemotherapy"}, {"kind": "radiation"}, {"kind": "other", "invasiveness": "high"}]
+)
+def test_intensive_or_invasive_treatment_alone_calls_for_an_opinion(treatment: dict[str, Any]) -> None:
+    advice = _advise({"treatment": treatment})
+    seek = advice.by_kind("seek_second_opinion")
+    assert seek is not None and seek.priority is Priority.HIGH
+
+
+# ---------------------------------------------------------------- 6. stated facts are not asked again
+
+
+@pytest.mark.parametrize("answer", ["yes", "no"])
+def test_a_stated_referral_rule_is_not_asked_again(answer: str) -> None:
+    case = {"diagnosis": {"seriousness": "serious"}, "insurance": {"insured": "yes", "referral_required": answer}}
+    advice = _advise(case)
+    assert "referral" not in " ".join(getattr(advice.by_kind("check_insurance"), "questions", ())).lower()
+    if answer == "yes":
+        referral = advice.by_kind("ask_for_referral")
+        assert referral is not None and any("plan" in a for a in getattr(referral, "ask", ()))
+
+
+def test_a_stated_coverage_answer_is_not_asked_again() -> None:
+    case = {"diagnosis": {"seriousness": "serious"}, "insurance": {"insured": "yes", "covers_second_opinion": "yes"}}
+    questions = getattr(_advise(case).by_kind("check_insurance"), "questions", ())
+    assert "Do you pay for a second opinion?" not in questions
+
+
+# ---------------------------------------------------------------- 7. evidence in scope
+
+
+@pytest.mark.parametrize(("cancer_type", "shown"), [("breast", True), ("prostate", False), ("lymphoma", False)])
+def test_the_breast_cancer_figure_is_shown_for_breast_cancer_only(cancer_type: str, shown: bool) -> None:
+    advice = _advise({"diagnosis": {"seriousness": "serious", "cancer": "yes", "cancer_type": cancer_type}})
+    evidence = {e.id for r in advice.recommendations for e in r.evidence}
+    assert ("E3" in evidence) is shown
+
+
+# ---------------------------------------------------------------- 8. wording that assumes facts
+
+
+def test_a_wait_and_see_plan_is_not_told_before_treatment_starts() -> None:
+    advice = _advise({"treatment": {"kind": "wait_and_see"}, "patient": {"uneasy_with_plan": "yes"}})
+    assert "before your treatment starts" not in _texts(advice).lower()
+    assert "act_quickly" in advice.kinds
+
+
+def test_a_treatment_not_started_is_not_called_not_helping() -> None:
+    advice = _advise({"diagnosis": {"seriousness": "serious"}, "treatment": {"started": "no", "working": "no"}})
+    assert "not helping" not in _texts(advice)
+    assert "check_answers" in advice.kinds
+
+
+def test_an_objection_from_a_doctor_never_told_is_a_check_not_a_script() -> None:
+    advice = _advise(
+        {"diagnosis": {"seriousness": "serious"}, "doctor": {"reaction": "objects", "told_about_second_opinion": "no"}}
+    )
+    assert "handle_objection" not in advice.kinds
+    check = advice.by_kind("check_answers")
+    assert check is not None and "doctor.told_about_second_opinion" in getattr(check, "fields", ())
+    assert [r.kind for r in advice.recommendations].count("check_answers") == 1
+
+
+# ---------------------------------------------------------------- 9. claims the guides do not make
+
+
+@pytest.mark.parametrize(
+    ("phrase", "kind"),
+    [
+        (r"\btop\b", None),  # the guide names NCI-designated centres, not "top" ones
+        (r"most plans pay", None),
+        (r"pitfalls", None),
+        (r"\bphone\b", "check_insurance"),  # the guide says insurers often do not pay for internet opinions only
+        (r"two-thirds", None),
+    ],
+)
+def test_no_rule_text_makes_a_claim_beyond_the_guides(phrase: str, kind: str | None) -> None:
+    book = secondopinion.Rulebook.load()
+    for rule in book.rules:
+        then = rule.then
+        if kind is not None and getattr(then, "kind", None) != kind:
+            continue
+        text = " ".join(str(getattr(then, name, "")) for name in ("title", "detail", "fields"))
+        assert not re.search(phrase, text, re.IGNORECASE), rule.id
