@@ -145,7 +145,8 @@ _THREE_OR_MORE = {
         r"\b(get|getting|seek|seeking|ask for|asking for|book|want) (a|another) second opinion\b", re.IGNORECASE
     ),
 }
-_TWO = {"fourth": re.compile(r"\bfourth\b", re.IGNORECASE)}
+_TWO = {"fourth, with no third beside it": re.compile(r"^(?!.*\bthird\b).*\bfourth\b", re.IGNORECASE | re.DOTALL)}
+"""With two opinions the next is the third: "a fourth" alone miscounts, "a third or even a fourth" (G06) does not."""
 
 
 def _miscounts(case: Case, advice: Advice) -> list[str]:
