@@ -264,28 +264,6 @@ def _code(value: str | None) -> str | None:
     return cleaned or None
 
 
-_CODE_PATTERNS = {
-    CodeSystem.ICD10CM: re.compile(r"[A-Z][0-9][0-9A-Z]{1,5}"),
-    CodeSystem.SNOMED: re.compile(r"[1-9][0-9]{5,17}"),
-}
-"""What a normalised code of each system looks like (ICD-10-CM: a letter, a digit, then up to five more)."""
-
-
-def _code_problems(case: Case) -> list[str]:
-    """Codes that do not fit their system, or a code without a system, each by its path."""
-    problems = []
-    for index, opinion in enumerate(case.opinions):
-        if opinion.diagnosis_code is None:
-            continue
-        path = f"$.opinions[{index}]"
-        pattern = _CODE_PATTERNS.get(opinion.diagnosis_code_system)
-        if pattern is None:
-            problems.append(f"a diagnosis code needs its system (icd10cm or snomed) @ {path}.diagnosis_code_system")
-        elif not pattern.fullmatch(opinion.diagnosis_code):
-            problems.append(f"invalid value: not a {opinion.diagnosis_code_system.value} code @ {path}.diagnosis_code")
-    return problems
-
-
 @attrs.frozen(kw_only=True)
 class Diagnosis:
     """The current diagnosis and what is known about it."""
@@ -372,8 +350,10 @@ class Opinion:
 
     ``diagnosis`` is a short label (case and spacing are ignored);
     ``diagnosis_code`` with ``diagnosis_code_system`` is the same diagnosis
-    coded (ICD-10-CM such as ``M51.26``, or a SNOMED CT concept id), which is
-    what the rules compare when two opinions both have one. Free-text labels
+    coded (ICD-10-CM such as ``M51.26``, or a SNOMED CT concept id; spaces and
+    dots are ignored and letters upper-cased), which is what the rules compare
+    when two opinions both have one in the same system. A code without its
+    system is kept but never compared. Free-text labels
     that differ are not taken as a conflict: they may mean the same thing.
     ``diagnosis_vs_first`` is what the patient says about how this opinion's
     diagnosis compares with the first doctor's. ``treatment`` is the kind of
@@ -504,10 +484,7 @@ def load_case(data: Case | Mapping[str, Any] | str | bytes) -> Case:
     if not isinstance(data, Mapping):
         raise CaseError(["a case must be a JSON object @ $"])
     try:
-        case = converter.structure(dict(data), Case)
-        problems = _code_problems(case)
-        if not problems:
-            return case
+        return converter.structure(dict(data), Case)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             problems = transform_error(exc, path="$", format_exception=_format_problem)
@@ -562,8 +539,12 @@ def case_facts(case: Case) -> list[dict[str, Any]]:
         fact["fid"] = f"opinion[{index}]"
         fact["index"] = index
         if opinion.diagnosis_code is not None:
-            # Codes compare within one system: the fact holds them qualified by it.
-            fact["diagnosis_code"] = f"{opinion.diagnosis_code_system.value}:{opinion.diagnosis_code}"
+            # Codes compare within one system: the fact holds them qualified by it, and
+            # a code without its system is left out (it cannot be compared).
+            if opinion.diagnosis_code_system is CodeSystem.UNKNOWN:
+                del fact["diagnosis_code"]
+            else:
+                fact["diagnosis_code"] = f"{opinion.diagnosis_code_system.value}:{opinion.diagnosis_code}"
         facts.append(fact)
     return facts
 
