@@ -219,6 +219,12 @@ def _kind_list(raw: Any, where: str, name: str, problems: list[str]) -> tuple[st
     return tuple(raw)
 
 
+def _field_names(cls: type[Recommendation]) -> set[str]:
+    """The fields of a kind a check may read: its attributes and its computed properties."""
+    properties = {name for name in dir(cls) if isinstance(getattr(cls, name, None), property)}
+    return {f.name for f in attrs.fields(cls)} | properties
+
+
 def _field_checks(raw: Any, where: str, problems: list[str]) -> tuple[FieldCheck, ...]:
     if raw is None:
         return ()
@@ -231,7 +237,7 @@ def _field_checks(raw: Any, where: str, problems: list[str]) -> tuple[FieldCheck
             problems.append(f"{where}: fields must map kinds to {{field: check}}")
             continue
         cls = KINDS.get(kind)
-        names = {f.name for f in attrs.fields(cls)} | {"get_opinion_within_days"} if cls is not None else None
+        names = _field_names(cls) if cls is not None else None
         for field, check in per_field.items():
             path = f"fields.{kind}.{field}"
             if not isinstance(field, str):

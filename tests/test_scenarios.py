@@ -294,6 +294,11 @@ def test_a_kind_the_library_does_not_know_is_a_deviation(tmp_path: Path) -> None
         ),
         (
             "  - id: a\n    reason: r\n    case: {}\n    must: []\n    must_not: []\n    max_recommendations: 1\n"
+            "    fields: {gather_records: {get_opinion_within_days: {contains: '3'}}}\n",
+            "gather_records has no field get_opinion_within_days",
+        ),
+        (
+            "  - id: a\n    reason: r\n    case: {}\n    must: []\n    must_not: []\n    max_recommendations: 1\n"
             "    fields: {set_deadline: {decide_within_days: {below: 3}}}\n",
             "a check must be one of",
         ),
