@@ -15,6 +15,8 @@ and commit the result.
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -430,3 +432,31 @@ def test_report_rows_match_outcomes() -> None:
     for outcome in outcomes:
         row = next(line for line in text.splitlines() if line.startswith(outcome.scenario.id + " "))
         assert row.split()[2:4] == [str(outcome.count), str(outcome.scenario.max_recommendations)]
+
+
+_ADVISE_ALL = """
+import json, sys
+import secondopinion
+from secondopinion.scenarios import load_scenarios
+scenarios = load_scenarios([sys.argv[1]])
+order = reversed(scenarios) if sys.argv[2] == "reversed" else scenarios
+print(json.dumps({s.id: list(secondopinion.advise(s.case).kinds) for s in order}, sort_keys=True))
+"""
+
+
+@pytest.mark.parametrize("seed", ["1", "2", "3"])
+def test_advice_on_every_scenario_is_the_same_in_any_process_and_order(seed: str) -> None:
+    # The advice must not depend on hash randomisation or on which cases an engine saw before.
+    here = {s.id: list(o.kinds) for s, o in zip(ALL, run_scenarios(ALL), strict=True)}
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    done = subprocess.run(
+        [sys.executable, "-c", _ADVISE_ALL, str(SCENARIOS), "reversed"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    )
+    there = json.loads(done.stdout)
+    differ = sorted(sid for sid in here if here[sid] != there.get(sid))
+    assert differ == [], f"advice differs with PYTHONHASHSEED={seed}, cases in reverse order: {differ}"
