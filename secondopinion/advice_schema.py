@@ -6,12 +6,15 @@
 ``DerivedFactRecord``), so a field added to a kind shows up in the schema
 without anyone editing it. It describes exactly what :meth:`Advice.to_json`
 writes: every field is present, a recommendation is one of the kinds (told
-apart by ``kind``), and no other properties appear.
+apart by ``kind``), and no other properties appear, but for an optional
+``plan`` (:class:`secondopinion.plan.Plan`, which ``advise --format json``
+adds).
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from .plan import Plan, PlanAction, PlanField, PlanStep
 from .recommendations import (
     KINDS,
     Advice,
@@ -66,6 +70,8 @@ def _type_schema(tp: Any) -> dict[str, Any]:
         return {"type": "integer"}
     if tp is type(None):
         return {"type": "null"}
+    if tp is dt.date:
+        return {"type": "string", "format": "date"}
     if isinstance(tp, type) and issubclass(tp, StrEnum):
         return {"enum": [m.value for m in tp]}
     if isinstance(tp, type) and attrs.has(tp):
@@ -86,14 +92,21 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     raise TypeError(f"no JSON Schema for type {tp!r}")
 
 
-def _object(cls: type, *, kind: str | None = None, extra: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The schema of an attrs class: every field required, nothing else allowed."""
+def _object(
+    cls: type,
+    *,
+    kind: str | None = None,
+    extra: Mapping[str, dict[str, Any]] | None = None,
+    leave_out: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The schema of an attrs class: every field required (but those left out), nothing else allowed."""
     hints = typing.get_type_hints(cls)
     properties: dict[str, Any] = {}
     if kind is not None:
         properties["kind"] = {"const": kind}
     for field in attrs.fields(cls):
-        properties[field.name] = _type_schema(hints[field.name])
+        if field.name not in leave_out:
+            properties[field.name] = _type_schema(hints[field.name])
     properties.update(extra or {})
     return {
         "type": "object",
@@ -115,7 +128,12 @@ def _schema() -> dict[str, Any]:
         "description": "One recommendation: exactly one of the kinds, told apart by its kind.",
         "oneOf": [{"$ref": f"#/$defs/{cls.__name__}"} for cls in KINDS.values()],
     }
+    for plan_part in (PlanField, PlanAction, PlanStep):
+        defs[plan_part.__name__] = _object(plan_part)
+    defs["Plan"] = _object(Plan, leave_out=frozenset({"advice"}))
     advice = _object(Advice)
+    # The plan is not part of Advice itself: `advise --format json` adds it (see secondopinion.plan).
+    advice["properties"]["plan"] = {"$ref": "#/$defs/Plan"}
     return {
         "$schema": _DIALECT,
         "$id": _ID,

@@ -16,7 +16,7 @@ import attrs
 
 from .case import Case, case_facts, load_case
 from .compiler import compile_rules, matches, resolve
-from .engine import Engine, Firing, SessionResult
+from .engine import Engine, Firing, RulesetError, SessionResult
 from .recommendations import (
     KINDS,
     Advice,
@@ -25,7 +25,7 @@ from .recommendations import (
     Recommendation,
     merge_recommendations,
 )
-from .rulebook import Example, Recommend, Rule, Rulebook
+from .rulebook import Example, Recommend, Rule, Rulebook, RuleFileError, RuleProblem, Unless
 
 __all__ = ["Advisor", "ExampleFailure", "Trace", "advise", "default_advisor"]
 
@@ -71,11 +71,36 @@ def _derivation(firing: Firing) -> Derivation:
     return Derivation(firing.rule_id, dict(firing.matched))
 
 
+def _rule_file_error(rules: Sequence[Rule], compiled: Mapping[str, Any], exc: RulesetError) -> RuleFileError:
+    """The engine refused the rule set: find the rule it refuses on its own, to name its file and line."""
+    for rule in rules:
+        try:
+            Engine({rule.id: compiled[rule.id]}, {})
+        except RulesetError as alone:
+            problem = RuleProblem(rule.file, rule.line, rule.id, f"the engine refuses this rule ({alone})")
+            return RuleFileError([problem])
+    first = rules[0] if rules else None
+    return RuleFileError(
+        [RuleProblem(first.file if first else "(rules)", None, None, f"the engine refuses the rule set ({exc})")]
+    )
+
+
+@attrs.frozen
+class _Prepared:
+    """What a recommending rule contributes to every recommendation it makes, built once per advisor."""
+
+    cls: type[Recommendation]
+    common: Mapping[str, Any]  # title, detail, priority, guidance, sources, evidence
+    fields: tuple[tuple[str, Any], ...]  # kind-specific fields, resolved per firing
+    unless: tuple[Unless, ...]
+
+
 class Advisor:
     """Advises on cases with one rulebook.
 
     ``include_drafts`` also runs rules with status ``draft`` (retired rules
-    never run).
+    never run). Raises :class:`~secondopinion.rulebook.RuleFileError` (with file,
+    line and rule id) if the engine refuses a rule.
     """
 
     def __init__(self, rulebook: Rulebook | None = None, *, include_drafts: bool = False) -> None:
@@ -84,8 +109,12 @@ class Advisor:
             r for r in self.rulebook.rules if r.status == "active" or (include_drafts and r.status == "draft")
         )
         self._by_id = {r.id: r for r in self.rules}
+        self._prepared = {r.id: self._prepare(r, r.then) for r in self.rules if isinstance(r.then, Recommend)}
         compiled = compile_rules(self.rules)
-        self.engine = Engine(compiled.rules, compiled.derive)
+        try:
+            self.engine = Engine(compiled.rules, compiled.derive)
+        except RulesetError as exc:
+            raise _rule_file_error(self.rules, compiled.rules, exc) from None
 
     @classmethod
     def with_packs(cls, *packs: str | Path, include_drafts: bool = False) -> Advisor:
@@ -96,35 +125,39 @@ class Advisor:
         """Run the rules on a case and keep every detail of the run."""
         checked = load_case(case)
         session = self.engine.run(case_facts(checked))
-        by_fid = {f["fid"]: f for f in session.facts}
+        facts = session.facts
+        by_fid = {f["fid"]: f for f in facts}
+        by_type: dict[str, list[Mapping[str, Any]]] | None = None
         recs: list[Recommendation] = []
         suppressed: list[Derivation] = []
+        prepared_by_id = self._prepared
         for firing in session.firings:
-            rule = self._by_id.get(firing.rule_id)
-            if rule is None or not isinstance(rule.then, Recommend):
+            prepared = prepared_by_id.get(firing.rule_id)
+            if prepared is None:
                 continue
-            if any(matches(f, u.fact, u.tests) for u in rule.unless for f in session.facts):
-                suppressed.append(_derivation(firing))
-                continue
+            if prepared.unless:
+                if by_type is None:
+                    by_type = {}
+                    for fact in facts:
+                        by_type.setdefault(fact["type"], []).append(fact)
+                if any(matches(f, u.fact, u.tests) for u in prepared.unless for f in by_type.get(u.fact, ())):
+                    suppressed.append(_derivation(firing))
+                    continue
             bindings = {name: by_fid[fid] for name, fid in firing.matched.items()}
-            recs.append(self._recommendation(rule, rule.then, bindings, firing))
+            fields = {name: resolve(value, bindings) for name, value in prepared.fields}
+            recs.append(prepared.cls(**prepared.common, derivation=(_derivation(firing),), **fields))
         return Trace(checked, session, tuple(recs), tuple(suppressed))
 
-    def _recommendation(
-        self, rule: Rule, spec: Recommend, bindings: Mapping[str, Mapping[str, Any]], firing: Firing
-    ) -> Recommendation:
-        fields = {name: resolve(value, bindings) for name, value in spec.fields.items()}
-        evidence = tuple(self.rulebook.evidence[e] for e in rule.evidence)
-        return KINDS[spec.kind](
-            title=spec.title,
-            detail=spec.detail,
-            priority=spec.priority,
-            guidance=rule.guidance,
-            sources=rule.sources,
-            evidence=evidence,
-            derivation=(_derivation(firing),),
-            **fields,
-        )
+    def _prepare(self, rule: Rule, spec: Recommend) -> _Prepared:
+        common = {
+            "title": spec.title,
+            "detail": spec.detail,
+            "priority": spec.priority,
+            "guidance": rule.guidance,
+            "sources": rule.sources,
+            "evidence": tuple(self.rulebook.evidence[e] for e in rule.evidence),
+        }
+        return _Prepared(KINDS[spec.kind], common, tuple(spec.fields.items()), rule.unless)
 
     def advise(self, case: CaseLike) -> Advice:
         """Typed, ordered, merged recommendations for a case, with how each was derived."""

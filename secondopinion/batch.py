@@ -25,8 +25,11 @@ processes (not threads) are what scale.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import sys
 import threading
 from collections import deque
@@ -40,7 +43,7 @@ from typing import IO, Any, Final
 import attrs
 
 from .advisor import Advisor, default_advisor
-from .case import CaseError
+from .case import CaseError, loads
 from .engine import EngineError
 from .recommendations import Advice
 from .rulebook import Rulebook
@@ -48,6 +51,7 @@ from .rulebook import Rulebook
 __all__ = [
     "ERROR_KINDS",
     "MAX_LINE_BYTES",
+    "PARTIAL_SUFFIX",
     "AdvisorSpec",
     "BatchError",
     "BatchSummary",
@@ -61,6 +65,7 @@ __all__ = [
     "read_records",
     "record_error",
     "run_batch",
+    "same_file",
 ]
 
 MAX_LINE_BYTES: Final = 1 << 20
@@ -98,6 +103,10 @@ class BatchSummary:
     results: int
     errors: int
     blank_lines: int
+    complete: bool = True
+    """False when the run was stopped early (``stop``): the outputs hold a prefix of the input."""
+    resumed: int = 0
+    """Records taken over from an interrupted run's partial files (``resume=True``); counted in ``records``."""
 
 
 @attrs.frozen
@@ -172,13 +181,16 @@ def _parse(raw: bytes | None) -> Any:
     except UnicodeDecodeError as exc:
         return RecordError("invalid_utf8", f"not valid UTF-8 at byte {exc.start + 1}")
     try:
-        return json.loads(text)
+        data, repeated = loads(text)  # the same rule as load_case: a key repeated in one object is refused
     except json.JSONDecodeError as exc:
         return RecordError("invalid_json", f"not valid JSON at column {exc.colno}")
     except ValueError:  # e.g. an integer with more digits than Python converts
         return RecordError("invalid_json", "not valid JSON: a number is too long")
     except RecursionError:
         return RecordError("invalid_json", "JSON nested too deeply")
+    if repeated:
+        return RecordError("invalid_case", f"invalid case ({len(repeated)} problem(s))", tuple(repeated))
+    return data
 
 
 def _unwrap(data: Any) -> tuple[Any, Any] | RecordError:
@@ -254,9 +266,25 @@ def _advise_chunk_with(advisor: Advisor, chunk: Sequence[tuple[int, bytes | None
 _worker_spec: AdvisorSpec | None = None
 
 
-def _init_worker(spec: AdvisorSpec) -> None:
-    """Pool initializer: build this worker's advisor once."""
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when its parent dies (even by SIGKILL); no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):  # no prctl: nothing to ask for
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _init_worker(spec: AdvisorSpec, parent: int | None = None) -> None:
+    """Pool initializer: die with the parent, leave Ctrl-C to it, build this worker's advisor once."""
     global _worker_spec
+    if parent is not None:
+        _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group: the parent stops the run cleanly, workers finish their chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_spec = spec
     advisor_for(spec)
 
@@ -312,6 +340,7 @@ class _Counts:
     errors: int = 0
     blank: int = 0
     bytes: int = 0
+    resumed: int = 0
 
 
 def _chunks(
@@ -343,13 +372,19 @@ def run_batch(
     chunk_size: int = 128,
     progress: ProgressFn | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    stop: threading.Event | None = None,
+    skip: Callable[[Iterator[tuple[int, bytes | None, int]], _Counts], Iterator[tuple[int, bytes | None, int]]]
+    | None = None,
 ) -> BatchSummary:
     """Advise on every record of a JSON Lines stream; write results to ``out``, bad records to ``errors``.
 
     ``workers``: processes to use (default: every available core; 1 runs in
     this process). ``spec``: which rules (default: the shipped ones). Output
-    keeps input order. Raises RuleFileError for bad rule packs (before reading
-    any input) and :class:`BatchError` if a worker process dies.
+    keeps input order. ``stop``: once set (by a signal handler, say), the run
+    ends after the chunks in flight are written; the summary then says
+    ``complete=False``, and ``records == results + errors`` still holds for what
+    was written. Raises RuleFileError for bad rule packs (before reading any
+    input) and :class:`BatchError` if a worker process dies.
     """
     spec = spec or AdvisorSpec()
     workers = available_cores() if workers is None else workers
@@ -368,19 +403,28 @@ def run_batch(
                 counts.errors += 1
         counts.records += len(results)
         counts.bytes += covered
+        out.flush()  # each chunk reaches the file whole: a killed run loses at most what is in flight
+        errors.flush()
         if progress is not None:
             progress(counts.records, counts.bytes)
 
-    chunks = _chunks(read_records(source, max_line_bytes=max_line_bytes), chunk_size, counts)
+    lines = read_records(source, max_line_bytes=max_line_bytes)
+    if skip is not None:
+        lines = skip(lines, counts)
+    chunks = _chunks(lines, chunk_size, counts)
+    stopped = stop if stop is not None else threading.Event()
     if workers == 1:
         advisor = advisor_for(spec)
         for chunk, covered in chunks:
             emit(_advise_chunk_with(advisor, chunk), covered)
+            if stopped.is_set():
+                break
     else:
         if spec.rules:
             spec.build()  # bad rule packs fail here, once, rather than in every worker
-        _run_parallel(chunks, workers, spec, emit)
-    return BatchSummary(counts.records, counts.results, counts.errors, counts.blank)
+        _run_parallel(chunks, workers, spec, emit, stopped)
+    complete = not stopped.is_set() or next(chunks, None) is None
+    return BatchSummary(counts.records, counts.results, counts.errors, counts.blank, complete, counts.resumed)
 
 
 def _run_parallel(
@@ -388,11 +432,15 @@ def _run_parallel(
     workers: int,
     spec: AdvisorSpec,
     emit: Callable[[list[tuple[bool, str]], int], None],
+    stop: threading.Event,
 ) -> None:
-    """Feed chunks to a process pool with a bounded window; emit results in input order."""
+    """Feed chunks to a process pool with a bounded window; emit results in input order.
+
+    Once ``stop`` is set no chunk is submitted; those in flight are still written, in order.
+    """
     window = 4 * workers
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(spec,)
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(spec, os.getpid())
     )
     pending: deque[tuple[Future[list[tuple[bool, str]]], int]] = deque()
     try:
@@ -401,6 +449,8 @@ def _run_parallel(
             if len(pending) >= window:
                 future, done = pending.popleft()
                 emit(future.result(), done)
+            if stop.is_set():
+                break
         while pending:
             future, done = pending.popleft()
             emit(future.result(), done)
@@ -408,6 +458,83 @@ def _run_parallel(
         raise BatchError("a worker process stopped unexpectedly; the output is incomplete") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+PARTIAL_SUFFIX: Final = ".partial"
+"""Outputs are written to ``NAME.partial`` and renamed to ``NAME`` once the run is complete."""
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through symbolic and hard links too); ``-`` is never a file."""
+    if str(a) == "-" or str(b) == "-":
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where the paths lead
+        return a.resolve() == b.resolve()
+
+
+_RECORD_LINE = re.compile(rb'\{"line":(\d+)[,}]')
+
+
+def _written(path: Path) -> Iterator[tuple[int, int]]:
+    """(input line, end offset) of every complete record of a partial output file, in file order."""
+    offset = 0
+    with path.open("rb") as stream:
+        for raw in stream:
+            match = _RECORD_LINE.match(raw)
+            if not raw.endswith(b"\n") or match is None:
+                return  # a torn last line (the run was killed while writing it)
+            offset += len(raw)
+            yield int(match.group(1)), offset
+
+
+class _Resume:
+    """Skips the input records an interrupted run wrote completely, and cuts both partial files to them.
+
+    The two files are written in input order but flushed separately, so a killed run may leave
+    one ahead of the other: only the prefix of input records found in one file or the other is
+    kept (``records == results + errors`` for it), and the run continues after it.
+    """
+
+    def __init__(self, out: Path, errors: Path) -> None:
+        self.files = (out, errors)
+        self.kept = [0, 0]
+        self.ends = [0, 0]
+
+    def __call__(
+        self, lines: Iterator[tuple[int, bytes | None, int]], counts: _Counts
+    ) -> Iterator[tuple[int, bytes | None, int]]:
+        readers = [_written(path) if path.exists() else iter(()) for path in self.files]
+        heads = [next(reader, None) for reader in readers]
+        for number, raw, consumed in lines:
+            if raw is not None and not raw.strip():
+                counts.blank += 1
+                counts.bytes += consumed
+                continue
+            which = next((i for i, head in enumerate(heads) if head is not None and head[0] == number), None)
+            if which is None:  # the first record not written: continue from here
+                self._cut()
+                yield number, raw, consumed
+                break
+            self.kept[which] += 1
+            self.ends[which] = heads[which][1]  # type: ignore[index]
+            heads[which] = next(readers[which], None)
+            counts.bytes += consumed
+            counts.records += 1
+            counts.resumed += 1
+            if which == 0:
+                counts.results += 1
+            else:
+                counts.errors += 1
+        else:
+            self._cut()
+        yield from lines
+
+    def _cut(self) -> None:
+        for path, end in zip(self.files, self.ends, strict=True):
+            with path.open("ab") as stream:
+                stream.truncate(end)
 
 
 def batch_files(
@@ -419,14 +546,53 @@ def batch_files(
     spec: AdvisorSpec | None = None,
     chunk_size: int = 128,
     progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+    resume: bool = False,
 ) -> BatchSummary:
-    """:func:`run_batch` on files (``-`` reads standard input / writes standard output)."""
+    """:func:`run_batch` on files (``-`` reads standard input / writes standard output).
+
+    Output files are written as ``NAME.partial`` and renamed to ``NAME`` only when the run is
+    complete, so a crash, a kill or a full disk never leaves a half-written file under the final
+    name. A run stopped early (``stop``, a signal, a crash) leaves its ``.partial`` files;
+    ``resume=True`` continues from the records they hold completely (same input, same options).
+    An output that is the input file (also through a link) is refused with :class:`BatchError`
+    before anything is opened for writing.
+    """
+    if resume and "-" in (str(out), str(errors), str(source)):
+        raise BatchError("resuming needs an input file and output files (not -)")
+    partial_out, partial_errors = (_partial(out), _partial(errors))
+    for target in (out, errors, partial_out, partial_errors):
+        if same_file(source, target):
+            raise BatchError(f"an output file is the input file: {target}")
+    skip = None
+    if resume:
+        skip = _Resume(partial_out, partial_errors)
     with (
         _open_in(source, sys.stdin.buffer) as src,
-        _open_out(out, sys.stdout) as dst,
-        _open_out(errors, sys.stdout) as err,
+        _open_out(partial_out, sys.stdout, append=resume) as dst,
+        _open_out(partial_errors, sys.stdout, append=resume) as err,
     ):
-        return run_batch(src, dst, err, workers=workers, spec=spec, chunk_size=chunk_size, progress=progress)
+        summary = run_batch(
+            src, dst, err, workers=workers, spec=spec, chunk_size=chunk_size, progress=progress, stop=stop, skip=skip
+        )
+        if summary.complete:
+            for path, final, stream in ((partial_out, out, dst), (partial_errors, errors, err)):
+                stream.flush()
+                if path != final:
+                    os.fsync(stream.fileno())  # on disk before the rename makes it look complete
+    if summary.complete:
+        for partial, final in ((partial_out, out), (partial_errors, errors)):
+            if partial != final:
+                os.replace(partial, final)
+    return summary
+
+
+def _partial(path: Path) -> Path:
+    """Where an output is written until complete: ``NAME.partial``, or the path itself for ``-``
+    and for what is not a regular file (``/dev/null``, a pipe), which cannot be renamed into."""
+    if str(path) == "-" or (path.exists() and not path.is_file()):
+        return path
+    return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
 class _Borrowed:
@@ -446,8 +612,10 @@ def _open_in(path: Path, stdin: IO[bytes]) -> Any:
     return _Borrowed(stdin) if str(path) == "-" else path.open("rb")
 
 
-def _open_out(path: Path, stdout: IO[str]) -> Any:
-    return _Borrowed(stdout) if str(path) == "-" else path.open("w", encoding="utf-8", newline="\n")
+def _open_out(path: Path, stdout: IO[str], *, append: bool = False) -> Any:
+    if str(path) == "-":
+        return _Borrowed(stdout)
+    return path.open("a" if append else "w", encoding="utf-8", newline="\n")
 
 
 class TerminalProgress:

@@ -11,10 +11,12 @@ Cards. One card per recommendation, in the advice's order:
   140 characters when needed;
 * ``indicator``: ``critical`` for critical priority, ``warning`` for high,
   ``info`` for medium and low;
-* ``detail``: Markdown with the plain-language detail, the kind-specific
-  fields, the evidence figures, why (the rules and the facts they matched),
-  the guidance ids, the sources and the disclaimer; text that may come from a
-  case is escaped so it cannot turn into Markdown or HTML;
+* ``detail``: short Markdown: the plan step the recommendation belongs to
+  (:mod:`secondopinion.plan`; "Step 2 of 4: Do now", with its date when there
+  is one), the plain-language detail, the concrete fields (what to bring, whom
+  to see), a pointer to the links for the reasons and sources, and the
+  disclaimer; text that may come from a case is escaped so it cannot turn
+  into Markdown or HTML. The reasons and sources are behind the ``links``;
 * ``source``: ``label`` is the title of the first source document; ``url``
   links to the rule file (shipped rules) or to the rules folder; ``topic``
   codes the recommendation kind (:data:`KIND_SYSTEM`);
@@ -24,30 +26,38 @@ Cards. One card per recommendation, in the advice's order:
   idempotent), two hook instances never share one, and a CLI run without a
   hook instance gives stable uuids.
 
-Requests. The service answers the ``patient-view`` hook. The case comes from
-``context.case`` (this library's case JSON) or, when the ``fhir`` extra is
-installed, from FHIR prefetch data (``patient``, ``conditions``,
-``serviceRequests``, ``procedures``, ``coverage``). Bad JSON, a malformed
-request, an invalid case or invalid FHIR get HTTP 400; a request with neither
-a case nor usable prefetch gets 412 (Precondition Failed), as CDS Hooks asks.
-Error bodies name field paths, never values.
+Requests. Three services, one per hook: ``patient-view``, ``order-select``
+and ``order-sign`` (:data:`SERVICES`). The case comes from ``context.case``
+(this library's case JSON) or, when the ``fhir`` extra is installed, from
+FHIR data: every resource in the prefetch, what the client did not prefetch
+fetched from its ``fhirServer`` (with a ``fetch`` function, see
+:func:`secondopinion.service.fhir_fetcher`), and an order hook's
+``context.draftOrders``. The order hooks answer only when a draft order is
+surgery, chemotherapy or radiation. FHIR data with neither a known condition
+nor a planned treatment gets one "not enough data" card. Bad JSON, a
+malformed request, an invalid case or invalid FHIR get HTTP 400; a request
+with no case, no FHIR data and no ``fhirServer`` gets 412 (Precondition
+Failed). Error bodies name field paths, never values.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 
 from .advisor import Advisor, default_advisor
 from .case import Case, CaseError, load_case
-from .recommendations import Advice, Priority, Recommendation
-from .render import details, reasons, sources
+from .plan import PlanStep, action_for, build_plan
+from .recommendations import Advice, Priority, Recommendation, SetDeadline
 from .rulebook import Rule, Rulebook, default_rules_path
 
 __all__ = [
@@ -72,6 +82,8 @@ SERVICE_ID = "second-opinion"
 HOOK = "patient-view"
 REPO_URL = "https://github.com/secondopinion/secondopinion"
 RULES_URL = f"{REPO_URL}/tree/main/rules"
+DEFAULT_BASE_URL = f"{REPO_URL}/blob/main"
+"""Where card links point by default: the repository's files (``--base-url`` changes it)."""
 KIND_SYSTEM = f"{REPO_URL}/blob/main/docs/interop.md#recommendation-kinds"
 """The code system of recommendation kinds (CDS Hooks card topics, FHIR action codes)."""
 EXTENSION = "io.github.secondopinion"
@@ -113,61 +125,96 @@ def summary(title: str) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
-def rule_url(rule: Rule) -> str | None:
-    """A link to a shipped rule in the repository (file and line); None for rules from other packs."""
-    path = Path(rule.file)
+@functools.lru_cache(maxsize=1024)
+def _shipped_name(file: str, cwd: str) -> str | None:
+    """The file name of a shipped rule file, None for another pack's (paths resolved once per file)."""
+    path = Path(file)
     if not path.is_absolute():
-        path = Path.cwd() / path
-    if path.resolve().parent != default_rules_path().resolve():
+        path = Path(cwd) / path
+    return path.name if path.resolve().parent == _shipped_dir() else None
+
+
+@functools.cache
+def _shipped_dir() -> Path:
+    return default_rules_path().resolve()
+
+
+def rule_url(rule: Rule, base_url: str | None = None) -> str | None:
+    """A link to a shipped rule (file and line) under ``base_url``; None for rules from other packs.
+
+    ``base_url`` is where the repository's files are served (``rules/`` below
+    it); by default :data:`DEFAULT_BASE_URL`.
+    """
+    name = _shipped_name(rule.file, os.getcwd())
+    if name is None:
         return None
     anchor = f"#L{rule.line}" if rule.line else ""
-    return f"{REPO_URL}/blob/main/rules/{path.name}{anchor}"
+    return f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/rules/{name}{anchor}"
 
 
-def _detail(rec: Recommendation, rulebook: Rulebook, disclaimer: str) -> str:
-    blocks = [_md(rec.detail)]
-    facts = [f"- **{_md(label)}:** {_md(value)}" for label, value in details(rec)]
-    facts += [f"- **Evidence ({_md(ev.id)}):** {_md(ev.figure)}" for ev in rec.evidence]
+def rules_url(base_url: str | None = None) -> str:
+    """The folder of the shipped rules under ``base_url`` (the card source when no rule file is shipped)."""
+    return RULES_URL if base_url is None else f"{base_url.rstrip('/')}/rules"
+
+
+def _detail(rec: Recommendation, disclaimer: str, step: tuple[int, int, PlanStep] | None, linked: bool) -> str:
+    blocks = []
+    if step is not None:
+        number, count, where = step
+        due = f" (by {where.due:%B} {where.due.day})" if where.due is not None else ""
+        blocks.append(f"**Step {number} of {count}: {_md(where.title)}**{due}")
+    blocks.append(_md(rec.detail))
+    if isinstance(rec, SetDeadline) and rec.decide_within_days is not None:
+        blocks.append(
+            f"Have the opinion within {rec.get_opinion_within_days} days; decide within {rec.decide_within_days} days."
+        )
+    action = next((a for a in step[2].actions if a.kind == rec.kind), None) if step is not None else None
+    if action is None:
+        action = action_for(rec)
+    facts = [f"- **{_md(f.label)}:** {_md(f.text)}" for f in action.fields]
     if facts:
         blocks.append("\n".join(facts))
-    why = reasons(rec, rulebook)
-    if why:
-        blocks += ["**Why**", "\n".join(f"- {_md(r)}" for r in why)]
-    if rec.guidance:
-        blocks.append(f"**Guidance:** {_md(', '.join(rec.guidance))}")
-    cited = sources(rec, rulebook)
-    if cited:
-        blocks += ["**Sources**", "\n".join(f"- {_md(s)}" for s in cited)]
+    if linked:
+        blocks.append("Reasons and sources: see the links on this card.")
     if disclaimer:
         blocks.append(f"*{_md(disclaimer)}*")
     return "\n\n".join(blocks) + "\n"
 
 
 def card(
-    rec: Recommendation, rulebook: Rulebook, *, hook_instance: str | None = None, disclaimer: str | None = None
+    rec: Recommendation,
+    rulebook: Rulebook,
+    *,
+    hook_instance: str | None = None,
+    disclaimer: str | None = None,
+    step: tuple[int, int, PlanStep] | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
-    """One CDS Hooks card for a recommendation (see the module docstring for each field)."""
+    """One CDS Hooks card for a recommendation (see the module docstring for each field).
+
+    ``step`` is the plan step that holds it: its number, the number of steps, and the step.
+    """
     rules = rulebook.rules_for(rec.rule_ids)
     first_doc = rulebook.documents.get(rec.sources[0].file) if rec.sources else None
     label = first_doc.title if first_doc is not None else "secondopinion guidance"
-    urls = [u for u in (rule_url(r) for r in rules) if u is not None]
+    urls = [u for u in (rule_url(r, base_url) for r in rules) if u is not None]
     kind_label = rec.kind.replace("_", " ").capitalize()
     key = "|".join([hook_instance or "", rec.kind, *rec.rule_ids])
     out: dict[str, Any] = {
         "uuid": str(uuid.uuid5(CARD_NAMESPACE, key)),
         "summary": summary(rec.title),
         "indicator": _INDICATOR[rec.priority],
-        "detail": _detail(rec, rulebook, disclaimer or ""),
+        "detail": _detail(rec, disclaimer or "", step, bool(urls)),
         "source": {
             "label": label,
-            "url": urls[0] if urls else RULES_URL,
+            "url": urls[0] if urls else rules_url(base_url),
             "topic": {"system": KIND_SYSTEM, "code": rec.kind, "display": kind_label},
         },
     }
     links = [
         {"label": f"Rule {rule.id}: {rule.title}", "url": url, "type": "absolute"}
-        for rule in rules
-        if (url := rule_url(rule)) is not None
+        for rule, url in zip(rules, (rule_url(r, base_url) for r in rules), strict=True)
+        if url is not None
     ]
     if links:
         out["links"] = links
@@ -188,12 +235,23 @@ def cards(
     *,
     hook_instance: str | None = None,
     extension: Mapping[str, Any] | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response for some advice: ``{"cards": [...]}``, one card per recommendation."""
     book = rulebook if rulebook is not None else default_advisor().rulebook
+    plan = build_plan(advice)
+    where = {a.kind: (n, len(plan.steps), s) for n, s in enumerate(plan.steps, 1) for a in s.actions}
     response: dict[str, Any] = {
         "cards": [
-            card(rec, book, hook_instance=hook_instance, disclaimer=advice.disclaimer) for rec in advice.recommendations
+            card(
+                rec,
+                book,
+                hook_instance=hook_instance,
+                disclaimer=advice.disclaimer,
+                step=where.get(rec.kind),
+                base_url=base_url,
+            )
+            for rec in advice.recommendations
         ]
     }
     if extension:
@@ -210,29 +268,53 @@ def fhir_available() -> bool:
     return True
 
 
+SERVICES: dict[str, str] = {
+    SERVICE_ID: "patient-view",
+    f"{SERVICE_ID}-order-select": "order-select",
+    f"{SERVICE_ID}-order-sign": "order-sign",
+}
+"""Service id -> the hook it answers. A CDS Hooks service answers one hook, so each hook has its own id."""
+
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+
+_TITLES = {
+    "patient-view": "Second opinion guidance",
+    "order-select": "Second opinion before this order",
+    "order-sign": "Second opinion before signing this order",
+}
+
+
 def discovery(*, prefetch: bool | None = None) -> dict[str, Any]:
-    """The CDS Hooks discovery document (``GET /cds-services``).
+    """The CDS Hooks discovery document (``GET /cds-services``): one service per hook.
 
     ``prefetch`` says whether to ask for FHIR prefetch data; by default, when
     the ``fhir`` extra is installed.
     """
     ask = fhir_available() if prefetch is None else prefetch
-    service: dict[str, Any] = {
-        "hook": HOOK,
-        "title": "Second opinion guidance",
-        "id": SERVICE_ID,
-        "description": (
-            "Whether, when and how to get a medical second opinion: typed recommendations with their "
-            "reasons and sources. Guidance, not medical advice."
-        ),
-        "usageRequirements": (
-            "Send the case as context.case (secondopinion case JSON, see docs/schemas/case.schema.json)"
-            + (" or send the FHIR prefetch data." if ask else ".")
-        ),
-    }
-    if ask:
-        service["prefetch"] = dict(PREFETCH)
-    return {"services": [service]}
+    services = []
+    for service_id, hook in SERVICES.items():
+        service: dict[str, Any] = {
+            "hook": hook,
+            "title": _TITLES[hook],
+            "id": service_id,
+            "description": (
+                "Whether, when and how to get a medical second opinion: typed recommendations with their "
+                "reasons and sources. Guidance, not medical advice."
+                + (
+                    " Answers only when a draft order is surgery, chemotherapy or radiation."
+                    if hook in ORDER_HOOKS
+                    else ""
+                )
+            ),
+            "usageRequirements": (
+                "Send the case as context.case (secondopinion case JSON, see docs/schemas/case.schema.json)"
+                + (" or the FHIR prefetch data (or a fhirServer to fetch it from)." if ask else ".")
+            ),
+        }
+        if ask:
+            service["prefetch"] = dict(PREFETCH)
+        services.append(service)
+    return {"services": services}
 
 
 class CdsError(Exception):
@@ -261,19 +343,25 @@ class HookRequest:
     hook_instance: str
     context: Mapping[str, Any]
     prefetch: Mapping[str, Any] | None = None
+    fhir_server: str | None = None
+    access_token: str | None = None
 
 
-def parse_request(body: bytes | str | Mapping[str, Any]) -> HookRequest:
-    """Check a CDS Hooks request body; raise :class:`CdsError` (400) naming every bad field."""
-    data: Any = body
-    if isinstance(body, bytes | str):
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-            raise CdsError(400, "bad_request", f"the request body is not valid JSON{where}") from None
-        except RecursionError:
-            raise CdsError(400, "bad_request", "the request body is nested too deeply") from None
+def _loads(body: bytes | str) -> Any:
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}"
+        raise CdsError(400, "bad_request", f"the request body is not valid JSON{where}") from None
+    except RecursionError:
+        raise CdsError(400, "bad_request", "the request body is nested too deeply") from None
+    except ValueError:  # not UTF-8/16/32, or a number longer than Python converts (sys.get_int_max_str_digits)
+        raise CdsError(400, "bad_request", "the request body is not valid JSON") from None
+
+
+def parse_request(body: bytes | str | Mapping[str, Any], hook: str = HOOK) -> HookRequest:
+    """Check a request body for a service on ``hook``; raise :class:`CdsError` (400) naming every bad field."""
+    data: Any = _loads(body) if isinstance(body, bytes | str) else body
     if not isinstance(data, Mapping):
         raise CdsError(400, "bad_request", "the request body must be a JSON object", ["expected an object @ $"])
     problems = []
@@ -282,18 +370,34 @@ def parse_request(body: bytes | str | Mapping[str, Any]) -> HookRequest:
             problems.append(f"required field missing @ $.{name}")
         elif not isinstance(data[name], str) or not data[name]:
             problems.append(f"expected a non-empty string @ $.{name}")
-    if isinstance(data.get("hook"), str) and data["hook"] and data["hook"] != HOOK:
-        problems.append(f"this service answers the {HOOK} hook @ $.hook")
+    if isinstance(data.get("hook"), str) and data["hook"] and data["hook"] != hook:
+        problems.append(f"this service answers the {hook} hook @ $.hook")
     if "context" not in data:
         problems.append("required field missing @ $.context")
     elif not isinstance(data["context"], Mapping):
         problems.append("expected an object @ $.context")
+    elif (
+        hook in ORDER_HOOKS
+        and "draftOrders" in data["context"]
+        and not isinstance(data["context"]["draftOrders"], Mapping)
+    ):
+        problems.append("expected a FHIR Bundle @ $.context.draftOrders")
     prefetch = data.get("prefetch")
     if prefetch is not None and not isinstance(prefetch, Mapping):
         problems.append("expected an object @ $.prefetch")
+    server = data.get("fhirServer")
+    if server is not None and not (isinstance(server, str) and server.startswith(("http://", "https://"))):
+        problems.append("expected an http or https URL @ $.fhirServer")
+    auth = data.get("fhirAuthorization")
+    token: str | None = None
+    if auth is not None:
+        if not isinstance(auth, Mapping) or not isinstance(auth.get("access_token"), str):
+            problems.append("expected an object with an access_token @ $.fhirAuthorization")
+        else:
+            token = auth["access_token"]
     if problems:
         raise CdsError(400, "bad_request", "the request is not a valid CDS Hooks request", problems)
-    return HookRequest(data["hook"], data["hookInstance"], data["context"], prefetch)
+    return HookRequest(data["hook"], data["hookInstance"], data["context"], prefetch, server, token)
 
 
 def _rebase(problems: Sequence[str], root: str) -> list[str]:
@@ -305,41 +409,130 @@ def _is_outcome(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
 
 
-def case_from_request(
-    request: HookRequest, *, fhir_version: str = "R4B", accept_prefetch: bool | None = None
-) -> tuple[Case, dict[str, Any] | None]:
-    """The case of a request and, when it came from FHIR prefetch, the mapping report.
+def _is_resource(value: Any) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
 
-    ``context.case`` wins over prefetch. Raises :class:`CdsError`: 400 for an
-    invalid case or invalid FHIR, 412 when there is no case to advise on.
+
+Fetcher = Callable[[str, str, str | None], Any]
+"""Fetches one FHIR query: (fhirServer, relative URL, bearer token) -> a resource or Bundle.
+
+On failure it returns an OperationOutcome, which the mapping reports as data that could not be fetched."""
+
+
+@attrs.frozen
+class FromRequest:
+    """What a request gives to advise on: a case, and the FHIR mapping report when it came from FHIR."""
+
+    case: Case
+    report: dict[str, Any] | None = None
+    missing: tuple[str, ...] = ()
+    """What the FHIR data lacked to give advice (empty when enough was there)."""
+    order_treatment: bool = True
+    """For order hooks: whether a draft order is a treatment the advice is about."""
+
+
+def _queries(request: HookRequest, known: Mapping[str, Any]) -> dict[str, str]:
+    """The prefetch queries to run on the FHIR server: the keys the client left out or failed to fetch."""
+    patient_id = request.context.get("patientId")
+    if request.fhir_server is None or not isinstance(patient_id, str) or not patient_id:
+        return {}
+    pid = quote(patient_id.removeprefix("Patient/"), safe="")
+    has_patient = any(isinstance(v, Mapping) and v.get("resourceType") == "Patient" for v in known.values())
+    out = {}
+    for key, template in PREFETCH.items():
+        if key == "patient" and has_patient:
+            continue  # sent under another key (the specification's example calls it patientToGreet)
+        if key not in known or _is_outcome(known[key]):
+            out[key] = template.replace("{{context.patientId}}", pid)
+    return out
+
+
+def case_from_request(
+    request: HookRequest,
+    *,
+    fhir_version: str = "R4B",
+    accept_prefetch: bool | None = None,
+    fetch: Fetcher | None = None,
+) -> FromRequest:
+    """What to advise on: the case of a request and, when it came from FHIR, the mapping report.
+
+    ``context.case`` wins over FHIR data. Otherwise the FHIR data is every
+    resource in the prefetch (under any key), the prefetch the client did not
+    send fetched from ``fhirServer`` with ``fetch`` (when given), and an order
+    hook's ``context.draftOrders``. Raises :class:`CdsError`: 400 for an
+    invalid case or invalid FHIR, 412 when the request carries no way to get
+    a case at all.
     """
     if "case" in request.context:
         try:
-            return load_case(request.context["case"]), None
+            return FromRequest(load_case(request.context["case"]))
         except CaseError as exc:
             raise CdsError(
                 400, "invalid_case", "context.case is not a valid case", _rebase(exc.problems, "$.context.case")
             ) from None
-    use_prefetch = fhir_available() if accept_prefetch is None else accept_prefetch
-    known = {k: v for k, v in (request.prefetch or {}).items() if k in PREFETCH}
-    # A null value means no data; an OperationOutcome means the client failed to fetch it (CDS Hooks 2.0).
-    fetched = [v for v in known.values() if v is not None and not _is_outcome(v)]
-    if not use_prefetch or not fetched:
-        wanted = "context.case or the FHIR prefetch data" if use_prefetch else "context.case"
+    use_fhir = fhir_available() if accept_prefetch is None else accept_prefetch
+    prefetch = request.prefetch or {}
+    # Our own keys in any shape (a bad one is a 400); other keys only when they hold a resource.
+    known = {k: v for k, v in prefetch.items() if k in PREFETCH or _is_resource(v)}
+    draft = request.context.get("draftOrders") if request.hook in ORDER_HOOKS else None
+    queries = _queries(request, known) if fetch is not None else {}
+    if not use_fhir or not (known or queries or draft):
+        wanted = "context.case, the FHIR prefetch data or a fhirServer" if use_fhir else "context.case"
         raise CdsError(412, "no_case", f"nothing to advise on: send {wanted}")
     from . import fhir
 
+    fetched: dict[str, Any] = {}
+    if fetch is not None and request.fhir_server is not None:
+        for key, query in queries.items():
+            fetched[key] = fetch(request.fhir_server, query, request.access_token)
+    data = {k: v for k, v in known.items() if not (k in fetched and _is_outcome(v))}
+    data.update({f"fhirServer.{k}": v for k, v in fetched.items()})
     patient_id = request.context.get("patientId")
     try:
         mapped = fhir.case_from_prefetch(
-            known,
+            data,
             fhir_version="R5" if fhir_version == "R5" else "R4B",
-            patient_id=patient_id if isinstance(patient_id, str) else None,
+            patient_id=patient_id.removeprefix("Patient/") if isinstance(patient_id, str) else None,
+            draft_orders=draft if isinstance(draft, Mapping) else None,
         )
     except fhir.FhirError as exc:
-        rebased = [p.replace("@ prefetch", "@ $.prefetch") for p in exc.problems]
-        raise CdsError(400, "invalid_fhir", "the prefetch data is not valid FHIR", rebased) from None
-    return mapped.case, mapped.report()
+        rebased = [
+            p.replace("@ prefetch.fhirServer.", "@ fhirServer.").replace("@ prefetch", "@ $.prefetch")
+            for p in exc.problems
+        ]
+        rebased = [p.replace("@ context.", "@ $.context.") for p in rebased]
+        raise CdsError(400, "invalid_fhir", "the FHIR data is not valid FHIR", rebased) from None
+    report = mapped.report()
+    for item in report["mapped"] + report["unmapped"]:
+        item["fhir_path"] = item["fhir_path"].replace("prefetch.fhirServer.", "fhirServer.")
+    fields = {m.case_field.split(".")[0] for m in mapped.mapped}
+    missing = []
+    if "diagnosis" not in fields:
+        missing.append("an active condition (Condition) with a code this service knows")
+    if "treatment" not in fields:
+        missing.append("a planned treatment (ServiceRequest, Procedure, MedicationRequest or CarePlan)")
+    order_treatment = any(
+        m.case_field == "treatment.kind" and m.fhir_path.startswith("context.draftOrders") for m in mapped.mapped
+    )
+    # Enough to advise on: a diagnosis or a treatment.
+    return FromRequest(
+        mapped.case, report, tuple(missing) if len(missing) == 2 else (), order_treatment or draft is None
+    )
+
+
+NOT_ENOUGH_DATA = "Not enough data for second opinion guidance"
+
+
+def not_enough_data_card(missing: Sequence[str], *, hook_instance: str | None = None) -> dict[str, Any]:
+    """A short info card saying what the FHIR data lacked (instead of an error)."""
+    lines = "\n".join(f"- {_md(m)}" for m in missing)
+    return {
+        "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance or ''}|not-enough-data")),
+        "summary": NOT_ENOUGH_DATA,
+        "indicator": "info",
+        "detail": f"The record did not show what this guidance needs:\n\n{lines}\n",
+        "source": {"label": "secondopinion guidance"},
+    }
 
 
 def handle(
@@ -348,13 +541,34 @@ def handle(
     *,
     fhir_version: str = "R4B",
     accept_prefetch: bool | None = None,
+    service_id: str = SERVICE_ID,
+    base_url: str | None = None,
+    fetch: Fetcher | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Answer one call of the service: ``(HTTP status, JSON body)``; errors never echo values."""
+    """Answer one call of a service: ``(HTTP status, JSON body)``; errors never echo values.
+
+    ``fetch`` fetches prefetch data the client did not send from its
+    ``fhirServer`` (see :func:`secondopinion.service.fhir_fetcher`); without it
+    nothing is fetched.
+    """
+    hook = SERVICES.get(service_id)
+    if hook is None:
+        return 404, {"error": "not_found", "message": "no such CDS service"}
     try:
-        request = parse_request(body)
-        case, report = case_from_request(request, fhir_version=fhir_version, accept_prefetch=accept_prefetch)
+        request = parse_request(body, hook)
+        got = case_from_request(request, fhir_version=fhir_version, accept_prefetch=accept_prefetch, fetch=fetch)
     except CdsError as exc:
         return exc.status, exc.body()
-    advice = advisor.advise(case)
-    extension = {f"{EXTENSION}.fhir-mapping": report} if report is not None else None
-    return 200, cards(advice, advisor.rulebook, hook_instance=request.hook_instance, extension=extension)
+    extension = {f"{EXTENSION}.fhir-mapping": got.report} if got.report is not None else None
+    if not got.order_treatment:
+        # An order hook whose draft orders hold no surgery, chemotherapy or radiation: nothing to say now.
+        return 200, {"cards": [], **({"extension": extension} if extension else {})}
+    if got.missing:
+        response: dict[str, Any] = {"cards": [not_enough_data_card(got.missing, hook_instance=request.hook_instance)]}
+        if extension:
+            response["extension"] = extension
+        return 200, response
+    advice = advisor.advise(got.case)
+    return 200, cards(
+        advice, advisor.rulebook, hook_instance=request.hook_instance, extension=extension, base_url=base_url
+    )

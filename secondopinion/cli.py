@@ -1,16 +1,20 @@
 """The ``secondopinion`` command line (Typer).
 
 Exit codes: 0 success; 1 findings or advice errors (an invalid case, a bad
-rule file, failing rule examples); 2 usage errors (unknown option, missing
-file). Mistakes print one clear message on stderr, never a traceback, and
+rule file, failing rule examples, rules the engine cannot run, out of memory);
+2 usage errors (unknown option, missing file, an output that is the input);
+130 / 143 a batch stopped by Ctrl-C / SIGTERM (its partial outputs are kept
+for ``--resume``). Mistakes print one clear message on stderr, never a traceback, and
 never a value from the case.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,6 +24,7 @@ import typer
 from . import __version__
 from .advisor import Advisor
 from .case import CaseError, load_case
+from .engine import EngineError
 from .render import render
 from .rulebook import Rule, Rulebook, RuleFileError
 from .schema import schema_for
@@ -43,6 +48,8 @@ class AdviceFormat(str, Enum):
     markdown = "markdown"
     json = "json"
     cds_hooks = "cds-hooks"
+    html = "html"
+    ics = "ics"
 
 
 class ListFormat(str, Enum):
@@ -74,12 +81,36 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def read_input(path: Path) -> str:
-    """The text of a file, or of standard input for ``-``; exit 2 when it cannot be read."""
-    if str(path) == "-":
-        return sys.stdin.read()
+MAX_CASE_BYTES = 1 << 20
+"""Largest case file read, in bytes (1 MiB, as a batch line): ``advise /dev/zero`` stops there."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user's rules or machine can cause into one line and exit 1, never a traceback."""
     try:
-        return path.read_text(encoding="utf-8")
+        yield
+    except RuleFileError as exc:
+        fail(str(exc), 1)
+    except EngineError as exc:  # ActionError, RulesetError, EngineBudgetError: messages name rules, never values
+        fail(f"the rules could not be run: {exc}", 1)
+    except MemoryError:
+        fail("out of memory", 1)
+    except RecursionError:
+        fail("input nested too deeply", 1)
+
+
+def read_input(path: Path) -> str:
+    """The text of a file, or of standard input for ``-`` (at most MAX_CASE_BYTES); exit 2 when it cannot be read."""
+    try:
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
+        else:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_CASE_BYTES + 1)
+        if len(raw) > MAX_CASE_BYTES:
+            fail(f"{path} is larger than {MAX_CASE_BYTES} bytes (the limit for one case)", 1)
+        return raw.decode("utf-8")
     except FileNotFoundError:
         fail(f"no such file: {path}", 2)
     except IsADirectoryError:
@@ -110,7 +141,8 @@ def make_advisor(extra: list[Path] | None) -> Advisor:
             return default_advisor()
         except RuleFileError as exc:
             fail(str(exc), 1)
-    return Advisor(load_rulebook(extra))
+    with user_errors():
+        return Advisor(load_rulebook(extra))
 
 
 def load_case_file(path: Path) -> Any:
@@ -148,25 +180,165 @@ def advise(
     next_questions: Annotated[
         bool, typer.Option("--next-questions", help="Also list unknown facts whose answers would change the advice.")
     ] = False,
+    why: Annotated[
+        bool, typer.Option("--why", help="Also show the reasons, rule ids, guidance ids and sources of each step.")
+    ] = False,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+    ] = None,
 ) -> None:
-    """Advise on a case: recommendations with their reasons and sources."""
+    """Advise on a case: a plan of what to do, step by step (--why adds the reasons and sources)."""
+    day = _parse_day(today)
+    with user_errors():
+        _advise(case, fmt, rules, color, next_questions, why, day)
+
+
+def _advise(
+    case: Path,
+    fmt: AdviceFormat,
+    rules: list[Path] | None,
+    color: bool | None,
+    next_questions: bool,
+    why: bool,
+    day: dt.date | None,
+) -> None:
     advisor = make_advisor(rules)
     checked = load_case_file(case)
     advice = advisor.advise(checked)
     if fmt is AdviceFormat.cds_hooks:
         if next_questions:
-            fail("--next-questions works with --format text, markdown or json", 2)
+            fail("--next-questions works with --format text, markdown, html or json", 2)
         from .cds_hooks import cards
 
         typer.echo(json.dumps(cards(advice, advisor.rulebook), indent=2, ensure_ascii=False))
         return
     use_color = sys.stdout.isatty() if color is None else color
     questions = None
-    if next_questions:
-        from .questions import next_questions as ask_next
+    from .questions import next_questions as ask_next
 
+    sparse = not advice.recommendations or checked == type(checked)()
+    if next_questions:
         questions = ask_next(checked, advisor=advisor)
-    typer.echo(render(advice, fmt.value, advisor.rulebook, color=use_color, questions=questions), nl=False)
+    elif fmt is not AdviceFormat.ics and sparse:
+        questions = ask_next(checked, advisor=advisor, limit=3)  # an empty case: the questions that matter most
+    from .render.ics import NoDatesError
+
+    try:
+        text = render(
+            advice, fmt.value, advisor.rulebook, color=use_color, questions=questions, why=why, case=checked, today=day
+        )
+    except NoDatesError:
+        fail("the plan has no dates for a calendar: the case does not give treatment.days_to_decide", 1)
+    typer.echo(text, nl=False)
+    if sparse and questions:
+        where = "" if str(case) == "-" else f" {case}"
+        typer.echo(f"To answer them one at a time: secondopinion interview{where}", err=True)
+
+
+def _parse_day(text: str | None) -> dt.date | None:
+    """A --today value as a date; exit 2 when it is not YYYY-MM-DD."""
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        fail("--today must be a date written YYYY-MM-DD", 2)
+
+
+@app.command()
+def interview(
+    case: Annotated[
+        Path | None, typer.Argument(help="Case file (JSON) to start from [default: an empty case].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to save the case (JSON) [default: asked at the end].")
+    ] = None,
+    rules: RulesOption = None,
+    today: Annotated[
+        str | None,
+        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+    ] = None,
+) -> None:
+    """Guided interview: one question at a time, only those that change the plan; saves the case.
+
+    Only questions whose answers change the advice are asked, most important
+    first. Type the number of an answer, s to skip, b to go back, d when done.
+    """
+    from .interview import Interview
+    from .plan import build_plan
+    from .render.text import plan_text
+
+    day = _parse_day(today)
+    advisor = make_advisor(rules)
+    start = load_case_file(case) if case is not None else None
+    talk = Interview(start, advisor=advisor, today=day)
+    typer.echo("Answer a few questions to get your plan. Type s to skip, b to go back, d when you are done.")
+    typer.echo(f"Your plan so far: {talk.plan().headline}")
+    number = 0
+    try:
+        while (question := talk.next_question()) is not None:
+            number += 1
+            typer.echo("")
+            about = f" (about {question.about})" if question.about else ""
+            typer.echo(f"Question {number}{about}: {question.question}")
+            options = talk.choices(question)
+            for k, option in enumerate(options, 1):
+                typer.echo(f"  {k}. {option.label}")
+            hint = "a number" if talk.wants_number(question) else f"1-{len(options)}"
+            while True:
+                reply = typer.prompt(f"Your answer ({hint}, s, b or d)", prompt_suffix=": ").strip().lower()
+                if reply in ("s", "b", "d"):
+                    break
+                value = _interview_value(reply, options, talk.wants_number(question))
+                if value is not None:
+                    break
+                typer.echo(f"Please type {hint}, or s to skip, b to go back, d when you are done.")
+            if reply == "d":
+                break
+            if reply == "s":
+                talk.skip(question)
+                continue
+            if reply == "b":
+                if talk.back() is None:
+                    typer.echo("This is the first question.")
+                number = max(0, number - 2)
+                continue
+            change = talk.answer(question, value)  # type: ignore[arg-type]
+            for title in change.added:
+                typer.echo(f"  + {title}")
+            for title in change.removed:
+                typer.echo(f"  - no longer needed: {title}")
+            typer.echo(f"Your plan now: {talk.plan().headline}")
+        else:
+            typer.echo("")
+            typer.echo("No other answer would change the plan.")
+    except (typer.Abort, EOFError):
+        typer.echo("")
+        typer.echo("Stopped.")
+    typer.echo("")
+    typer.echo(plan_text(build_plan(talk.advice, talk.to_case(), today=day), advisor.rulebook), nl=False)
+    target = out
+    if target is None:
+        try:
+            target = Path(typer.prompt("Save the case to", default="my-case.json"))
+        except (typer.Abort, EOFError):
+            fail("the case was not saved", 1)
+    try:
+        target.write_text(talk.to_json(), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or type(exc).__name__}", 2)
+    typer.echo(f"Saved the case to {target}. Run: secondopinion advise {target}", err=True)
+
+
+def _interview_value(reply: str, options: Sequence[Any], wants_number: bool) -> str | int | None:
+    """The answer a reply picks: a choice by its number, or a whole number; None when it picks nothing."""
+    if not reply.isdigit():
+        return None
+    if wants_number:
+        return int(reply)
+    index = int(reply)
+    return str(options[index - 1].value) if 1 <= index <= len(options) else None
 
 
 class ExplainFormat(str, Enum):
@@ -199,13 +371,15 @@ def explain(
     """Explain the advice on a case: how each recommendation was derived, or why one was not."""
     from .render import explain_report
 
-    advisor = make_advisor(rules)
-    checked = load_case_file(case)
+    with user_errors():
+        advisor = make_advisor(rules)
+        checked = load_case_file(case)
     use_color = sys.stdout.isatty() if color is None else color
     try:
-        text = explain_report(
-            checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
-        )
+        with user_errors():
+            text = explain_report(
+                checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
+            )
     except LookupError as exc:
         fail(str(exc.args[0]) if exc.args else "nothing to explain", 1)
     typer.echo(text, nl=False)
@@ -264,8 +438,9 @@ def rules_command(
 def check(rules: RulesOption = None) -> None:
     """Load the rule files and run every rule's examples; exit 1 on any problem."""
     book = load_rulebook(rules)
-    advisor = Advisor(book, include_drafts=True)
-    failures = advisor.check_examples()
+    with user_errors():
+        advisor = Advisor(book, include_drafts=True)
+        failures = advisor.check_examples()
     for failure in failures:
         typer.echo(str(failure), err=True)
     examples = sum(len(r.fires) + len(r.silent) for r in advisor.rules)
@@ -287,9 +462,21 @@ def batch(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: when stderr is a terminal).")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a run stopped by Ctrl-C (exit 130), SIGTERM (143) or a crash, from its OUT.partial files.",
+        ),
+    ] = False,
 ) -> None:
     """Advise on many cases in parallel; every bad record goes to the errors file (exit 1 if any)."""
-    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files
+    # Outputs are written as OUT.partial (and ERRORS.partial) and renamed when the run is complete;
+    # Ctrl-C or SIGTERM stops the run cleanly (exit 130 or 143) and --resume continues it.
+    import signal
+    import threading
+
+    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files, same_file
 
     if str(source) != "-" and not source.is_file():
         fail(f"no such file: {source}", 2)
@@ -297,27 +484,55 @@ def batch(
         if str(out) == "-":
             fail("--errors is required when --out is -", 2)
         errors = out.with_suffix(".errors.jsonl")
-    if str(errors) == str(out) == "-" or (str(out) != "-" and errors.resolve() == out.resolve()):
+    if str(errors) == str(out) == "-" or same_file(errors, out):
         fail("--errors must not be the --out file", 2)
+    for name, target in (("--out", out), ("--errors", errors)):
+        if same_file(source, target):
+            fail(f"{name} must not be the input file", 2)
+    if resume and "-" in (str(source), str(out), str(errors)):
+        fail("--resume needs an input file and output files (not -)", 2)
     for path in (rules or []):
         if not path.exists():
             fail(f"no such rule file or folder: {path}", 2)
     show = sys.stderr.isatty() if progress is None else progress
     size = source.stat().st_size if str(source) != "-" else None
     spec = AdvisorSpec(rules or ())
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with TerminalProgress(size) if show else contextlib.nullcontext() as bar:
-            summary = batch_files(source, out, errors, workers=workers or None, spec=spec, progress=bar)
+            summary = batch_files(
+                source, out, errors, workers=workers or None, spec=spec, progress=bar, stop=stop, resume=resume
+            )
     except RuleFileError as exc:
         fail(str(exc), 1)
     except BatchError as exc:
         fail(str(exc), 1)
     except OSError as exc:
         fail(f"cannot read or write a file: {exc.strerror or type(exc).__name__}", 2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not summary.complete:
+        outputs = " and ".join(f"{p}.partial" for p in (out, errors) if str(p) != "-")
+        typer.echo(
+            f"stopped: {summary.records} records written ({summary.results} advised, {summary.errors} errors) "
+            f"to {outputs}; run the same command with --resume to continue",
+            err=True,
+        )
+        raise typer.Exit(128 + (received[0] if received else signal.SIGINT))
+    resumed = f" ({summary.resumed} from the interrupted run)" if summary.resumed else ""
     skipped = f"; {summary.blank_lines} blank line(s) skipped" if summary.blank_lines else ""
     where = f" (see {errors})" if summary.errors else ""
     typer.echo(
-        f"{summary.records} records: {summary.results} advised, {summary.errors} errors{where}{skipped}", err=True
+        f"{summary.records} records{resumed}: {summary.results} advised, {summary.errors} errors{where}{skipped}",
+        err=True,
     )
     if summary.errors:
         raise typer.Exit(1)
@@ -334,7 +549,9 @@ def verify_command(
     """Verify the rule base (dead rules, conflicts, gaps, coverage, ...); exit 1 on any error-level finding."""
     from .verify import verify
 
-    report = verify(load_rulebook(rules), include_drafts=drafts)
+    book = load_rulebook(rules)
+    with user_errors():
+        report = verify(book, include_drafts=drafts)
     typer.echo(report.to_json() if fmt is ListFormat.json else report.to_text(), nl=fmt is ListFormat.json)
     if not report.ok:
         raise typer.Exit(1)
@@ -361,15 +578,62 @@ def serve(
         FhirVersionName, typer.Option("--fhir-version", help="FHIR version of prefetch data (R4B also reads R4).")
     ] = FhirVersionName.R4B,
     rules: RulesOption = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Where card links point: the rule files are under BASE_URL/rules.")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", metavar="ORIGIN", help="Browser origin allowed to call (repeatable; none: off)."),
+    ] = None,
+    jwt_jwks: Annotated[
+        str | None,
+        typer.Option("--jwt-jwks", metavar="FILE_OR_URL", help="Check the CDS client's JWT against this JWKS."),
+    ] = None,
+    jwt_issuer: Annotated[
+        list[str] | None,
+        typer.Option("--jwt-issuer", metavar="ISS", help="Accepted JWT issuer, a CDS client (repeatable)."),
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, typer.Option("--jwt-audience", metavar="URL", help="Expected JWT aud (default: the called URL).")
+    ] = None,
+    fhir_fetch: Annotated[
+        bool, typer.Option("--fhir-fetch/--no-fhir-fetch", help="Fetch missing prefetch data from the fhirServer.")
+    ] = True,
+    fhir_server: Annotated[
+        list[str] | None,
+        typer.Option("--fhir-server", metavar="URL", help="Only fetch from fhirServers under this URL (repeatable)."),
+    ] = None,
 ) -> None:
-    """Run the CDS Hooks service: GET /cds-services, POST /cds-services/second-opinion (service extra)."""
+    """Run the CDS Hooks service: GET /cds-services, POST /cds-services/{id} (service extra)."""
     try:
+        from .service import JwtVerifier
         from .service import serve as run_service
     except ImportError:
         fail("serve needs the service extra: pip install 'secondopinion[service]'", 1)
+    for name, url in [("--base-url", base_url), *(("--fhir-server", u) for u in fhir_server or [])]:
+        if url is not None and not url.startswith(("https://", "http://")):
+            fail(f"{name} must be an http or https URL", 2)
+    verifier = None
+    if jwt_jwks is not None or jwt_issuer:
+        if jwt_jwks is None or not jwt_issuer:
+            fail("JWT checking needs both --jwt-jwks and at least one --jwt-issuer", 2)
+        try:
+            verifier = JwtVerifier(jwt_jwks, tuple(jwt_issuer), jwt_audience)
+        except ValueError as exc:
+            fail(str(exc), 2)
     advisor = make_advisor(rules)
     typer.echo(f"CDS Hooks service at http://{host}:{port}/cds-services (Ctrl+C stops it)", err=True)
-    run_service(advisor, host=host, port=port, fhir_version=fhir_version.value)
+    run_service(
+        advisor,
+        host=host,
+        port=port,
+        fhir_version=fhir_version.value,
+        base_url=base_url,
+        cors_origins=cors_origin or (),
+        jwt=verifier,
+        fetch_fhir=fhir_fetch,
+        fhir_servers=fhir_server or (),
+    )
 
 
 def main() -> None:

@@ -54,6 +54,15 @@ hazards found while writing this adapter, see below):
     int in ``[0, 2**31)``; lower fires first.
 14. ``register_rulesets`` mutates its argument: it always gets a deep copy; each
     Engine registers under its own unique ruleset name on its own Host.
+15. Speed: durable writes the session state back (``update_state``, which
+    asserts it through the whole network again) after *every* action, even when
+    the action left it unchanged; that was about a fifth of ``advise()``.  Each
+    Engine's ruleset runs its actions with :func:`_flush_actions`, the same
+    start / run / complete protocol, which writes the state after the first
+    action of every call (so the ``__open`` action's session is written exactly
+    as before, hazard 2) and afterwards only when an action changed it (e.g.
+    durable recorded an ``exception`` in it, hazard 7).  Lease expiry and
+    action errors are handled as durable handles them.
 
 Hazards found while writing this adapter (durable-rules 2.0.28, CPython 3.11),
 each refused with :class:`RulesetError` (rules) or :class:`EngineError` (facts),
@@ -110,12 +119,14 @@ negation outside the engine.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -130,6 +141,7 @@ __all__ = [
     "DeriveFn",
     "DerivedFact",
     "Engine",
+    "EngineBudgetError",
     "EngineError",
     "Fact",
     "Firing",
@@ -212,6 +224,14 @@ class ActionError(EngineError):
         self.rule_id = rule_id
 
 
+class EngineBudgetError(EngineError):
+    """A run went over its budget of rule firings or of time (``Engine(max_firings=, max_seconds=)``).
+
+    The rule set keeps deriving, or the case gives it too much to match; the run is
+    ended and nothing of it is returned.
+    """
+
+
 class RulesetError(EngineError):
     """A rule set this adapter refuses (hazards 9, 13, A1, A2, A6, A8, negation)."""
 
@@ -270,6 +290,102 @@ def _unix_now() -> float:
 _durable._unix_now = _unix_now
 
 
+_native: Any = _durable.durable_rules_engine
+"""durable's C extension, as ``durable.engine`` imported it."""
+
+
+_LEASE_SECONDS = 10
+"""durable drops the result of an action that ran longer than this (hazard 9)."""
+
+
+class _Call:
+    """What a plain action gets instead of durable's ``Closure`` (guard 15).
+
+    The same members this adapter's actions (and durable's ``Promise``) use: the matched
+    facts as ``_m``, the session state as ``s``, ``assert_fact``, the state handle; the
+    lease clock starts when the action starts, as a ``Closure``'s does.
+    """
+
+    __slots__ = ("_handle", "_m", "_ruleset", "_start", "_stopped", "s")
+
+    def __init__(self, ruleset: Any, state: Any, message: dict[str, Any], handle: Any) -> None:
+        self._ruleset = ruleset
+        self.s = state
+        self._m = message
+        self._handle = handle
+        self._start = _durable._unix_now()
+        self._stopped = False
+
+    def assert_fact(self, fact: dict[str, Any]) -> None:
+        """Assert a fact into the session (the running action's effects follow it)."""
+        if "sid" not in fact:
+            fact["sid"] = self.s.sid
+        self._ruleset.assert_fact(fact)
+
+    def expired(self) -> bool:
+        """Whether the action outlived its lease, or the run was stopped (its budget is spent)."""
+        return self._stopped or bool(_durable._unix_now() - self._start > _LEASE_SECONDS)
+
+
+def _flush_actions(
+    ruleset: Any,
+    state: dict[str, Any],
+    result_container: dict[str, Any],
+    state_offset: Any,
+    complete: Callable[[Any, Any], None],
+) -> None:
+    """Run a session's pending actions one by one (guard 15); installed on each Engine's ruleset.
+
+    Same contract as durable's ``Ruleset._flush_actions`` in 2.0.28: ``result_container``
+    holds the next action's ``{rule: message}`` under ``"message"``; an exception inside an
+    action is recorded in the state under ``exception``; ``complete(error, None)`` on
+    failure, ``complete(None, state)`` once no action is left, and no call at all when an
+    action outlived its lease (the caller sees an unfinished call).  The differences: the
+    state is written back only after the first action and when an action changed it, and
+    a plain action (one synchronous function, which is what this adapter registers) is
+    called directly with a :class:`_Call`; anything else runs through durable's
+    ``Promise`` and ``Closure`` as before.
+    """
+    handle = ruleset._handle
+    content = _durable.Content(state)
+    written: dict[str, Any] | None = None
+    while "message" in result_container:
+        ((action_name, message),) = result_container.pop("message").items()
+        promise = ruleset._actions[action_name]
+        if promise._sync and promise._next is None:
+            call = _Call(ruleset, content, message, state_offset)
+            try:
+                promise._func(call)
+            except BaseException:
+                # As durable records it, but without the text: it could quote fact values.
+                state["exception"] = "an action raised"
+            if call.expired():
+                return  # the lease ran out: durable drops the result
+        else:
+            closure = _durable.Closure(ruleset._host, ruleset, state, message, state_offset)
+            errors: list[Any] = []
+            promise.run(closure, errors.append)
+            if not errors or closure._has_completed():
+                return  # an asynchronous action, or the lease ran out: durable drops the result
+            if errors[0]:
+                _native.abandon_action(handle, state_offset)
+                complete(errors[0], None)
+                return
+        try:
+            if written is None or state != written:
+                _native.update_state(handle, json.dumps(state, ensure_ascii=False))
+                written = dict(state)
+            following = _native.complete_and_start_action(handle, state_offset)
+        except BaseException as exc:
+            _native.abandon_action(handle, state_offset)
+            complete(exc, None)
+            return
+        if following:
+            result_container["message"] = json.loads(following)
+        else:
+            complete(None, state)
+
+
 class _Host(_durable.Host):  # type: ignore[misc]
     """A private durable Host: no timer threads (hazard 1); actions by rule id."""
 
@@ -303,12 +419,29 @@ class _Session:
     fact_count: int
     firings: list[Firing] = attrs.Factory(list)
     derived: list[_DerivedRecord] = attrs.Factory(list)
-    by_content: dict[str, _DerivedRecord] = attrs.Factory(dict)
+    by_content: dict[tuple[Any, ...], _DerivedRecord] = attrs.Factory(dict)
     per_type: dict[str, int] = attrs.Factory(dict)
     seen: set[tuple[str, ...]] = attrs.Factory(set)
+    deadline: float = 0.0
+    over_budget: bool = False
     opened: bool = False
     action_error: tuple[str, BaseException] | None = None
     failure: EngineError | None = None
+
+
+def _stop_flush(c: Any) -> None:
+    """End durable's action loop for this closure now: the pending activations are dropped.
+
+    durable's flush loop runs every queued action (raising in an action does not stop it;
+    a budget overrun can leave millions queued).  Marking the closure completed takes
+    durable's own lease-expiry path: the loop returns without completing the action and
+    the session, deleted next, is never used again. A :class:`_Call` (guard 15's own loop)
+    is stopped the same way: the loop returns as for an expired lease.
+    """
+    if isinstance(c, _Call):
+        c._stopped = True
+    else:
+        c._completed = True
 
 
 def _value_ok(value: Any) -> bool:
@@ -363,14 +496,32 @@ def _check_type(fact_type: Any, where: str) -> str:
     return fact_type
 
 
-def _canonical(fact_type: str, attributes: Mapping[str, Any]) -> str:
-    """Canonical JSON of a fact's content (type and attributes, no fid/sid)."""
-    return json.dumps(
-        [fact_type, attributes],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+def _value_key(value: Any) -> tuple[str, Any]:
+    """A checked scalar with its JSON kind, so ``1``, ``1.0``, ``True`` and ``-0.0`` / ``0.0`` stay apart."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int):
+        return ("i", int(value))
+    if isinstance(value, float):
+        return ("f", repr(float(value)))
+    return ("s", str(value))
+
+
+def _canonical(fact_type: str, attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A hashable key of a fact's content (type and attributes, no fid/sid).
+
+    Two facts get the same key exactly when their canonical JSON (sorted keys)
+    is the same: attributes in any order, each value with its JSON kind.
+    Values are checked scalars or lists of them (:func:`_check_attributes`).
+    """
+    items: list[tuple[str, Any]] = []
+    for key in sorted(attributes):
+        value = attributes[key]
+        if isinstance(value, (list, tuple)):
+            items.append((key, ("l", tuple(_value_key(item) for item in value))))
+        else:
+            items.append((key, _value_key(value)))
+    return (fact_type, *items)
 
 
 def _safe_engine_error(exc: Exception) -> EngineError:
@@ -703,7 +854,11 @@ class Engine:
     supplies session ids (tests use it for hazard 4).  ``max_facts`` bounds the
     facts of one session (input plus derived): a rule set that keeps deriving new
     content fails with EngineError instead of running away (durable also reports
-    spurious duplicates after about 46,000 facts in one session).
+    spurious duplicates after about 46,000 facts in one session).  ``max_firings``
+    and ``max_seconds`` are each run's budget: past either, the run ends with
+    :class:`EngineBudgetError` (time is checked at every firing; durable's own
+    matching between firings cannot be interrupted, which is why rule packs are
+    held to the limits in :mod:`secondopinion.limits`).
     """
 
     fact_types: frozenset[str]
@@ -720,6 +875,8 @@ class Engine:
         name: str | None = None,
         sid_factory: Callable[[], str] | None = None,
         max_facts: int = 10_000,
+        max_firings: int = 20_000,
+        max_seconds: float = 5.0,
     ) -> None:
         prefix = "secondopinion" if name is None else name
         if not isinstance(prefix, str) or not _ENGINE_NAME.match(prefix):
@@ -731,6 +888,10 @@ class Engine:
             raise RulesetError(f"derive functions for unknown rules: {unknown}")
         if isinstance(max_facts, bool) or not isinstance(max_facts, int) or max_facts < 1:
             raise EngineError("max_facts must be a positive int")
+        if isinstance(max_firings, bool) or not isinstance(max_firings, int) or max_firings < 1:
+            raise EngineError("max_firings must be a positive int")
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float) or not max_seconds > 0:
+            raise EngineError("max_seconds must be a positive number")
 
         definitions: dict[str, dict[str, Any]] = {}
         actions: dict[str, Callable[[Any], None]] = {}
@@ -768,7 +929,10 @@ class Engine:
         self._join_fields = {t: tuple(sorted(f)) for t, f in join_fields.items()}
         self.name = f"{prefix}-{next(_engine_numbers)}"
         self._max_facts = max_facts
+        self._max_firings = max_firings
+        self._max_seconds = float(max_seconds)
         self._sid_factory = sid_factory or _default_sid_factory()
+        self._sids_checked = sid_factory is not None  # the default factory's sids are valid by construction
         self._lock = threading.Lock()
         self._ctx: _Session | None = None
         self._unusable = False
@@ -778,6 +942,14 @@ class Engine:
             self._host.register_rulesets({self.name: copy.deepcopy(definitions)})
         except Exception as exc:
             raise RulesetError(f"durable refused the rule set ({_safe_engine_error(exc)})") from None
+        # durable never frees a ruleset (about 1.2 MB for the shipped rules): free it with the Engine.
+        # Nothing can run on an unreachable Engine, so no session of it is live then.
+        handle = self._host.get_ruleset(self.name)._handle
+        release = weakref.finalize(self, _durable.durable_rules_engine.delete_ruleset, handle)
+        release.atexit = False
+        # Guard 15: the action loop that writes the session state only when it changed.
+        ruleset = self._host.get_ruleset(self.name)
+        ruleset._flush_actions = functools.partial(_flush_actions, ruleset)
 
     # ------------------------------------------------------------ actions
 
@@ -823,6 +995,8 @@ class Engine:
         """
         ctx = self._ctx
         if ctx is None or ctx.action_error is not None or ctx.failure is not None:
+            if ctx is not None and ctx.over_budget:
+                _stop_flush(c)
             return
         try:
             message = c._m
@@ -831,6 +1005,18 @@ class Engine:
             if key in ctx.seen:
                 return
             ctx.seen.add(key)
+            if len(ctx.firings) >= self._max_firings or time.monotonic() > ctx.deadline:
+                what = (
+                    f"more than {self._max_firings} rule firings"
+                    if len(ctx.firings) >= self._max_firings
+                    else f"more than {self._max_seconds:g} s"
+                )
+                ctx.failure = EngineBudgetError(
+                    f"the rules went over the engine's budget: {what} (last rule {rule_id!r})"
+                )
+                ctx.over_budget = True
+                _stop_flush(c)
+                return
             firing = Firing(rule_id, matched)
             ctx.firings.append(firing)
             if derive is None:
@@ -880,6 +1066,8 @@ class Engine:
                 )
             except Exception as exc:
                 ctx.failure = _safe_engine_error(exc)
+            if ctx.over_budget:  # a nested flush stopped: stop this one too
+                _stop_flush(c)
 
     # ------------------------------------------------------------ sessions
 
@@ -920,7 +1108,7 @@ class Engine:
     def _new_sid(self) -> str:
         """Next session id from the factory, checked (durable does not escape it)."""
         sid = self._sid_factory()
-        if not isinstance(sid, str) or not _SID.match(sid):
+        if self._sids_checked and (not isinstance(sid, str) or not _SID.match(sid)):
             raise EngineError("sid_factory returned an invalid sid (use [A-Za-z0-9_.:-]{1,64})")
         return sid
 
@@ -938,6 +1126,7 @@ class Engine:
             if self._unusable:
                 raise EngineError("engine unusable: an earlier session could not be deleted safely")
             sid = self._new_sid()
+            ctx.deadline = time.monotonic() + self._max_seconds  # the budget starts once the lock is held
             self._ctx = ctx
             host, name = self._host, self.name
             try:
@@ -979,7 +1168,7 @@ class Engine:
             if not isinstance(cause, Exception):
                 raise cause  # KeyboardInterrupt and the like propagate as they are
             raise ActionError(rule_id) from cause
-        failure = failure or ctx.failure
+        failure = ctx.failure if ctx.over_budget else failure or ctx.failure
         if failure is not None:
             raise failure
 

@@ -5,30 +5,36 @@ Needs the ``fhir`` extra (``pip install 'secondopinion[fhir]'``), which brings
 the resources this module maps and every resource it writes.
 
 **In.** :func:`case_from_bundle` reads a Bundle (R4B, which also reads R4
-data, or R5) and :func:`case_from_prefetch` reads CDS Hooks prefetch data.
-Every Patient, Condition, ServiceRequest, Procedure and Coverage is validated
-with fhir.resources first. They map only what the FHIR data states without
+data, or R5) and :func:`case_from_prefetch` reads CDS Hooks prefetch data and
+an order hook's draft orders. Every Patient, Condition, ServiceRequest,
+Procedure, MedicationRequest, CarePlan and Coverage is validated with
+fhir.resources first. Codes are read through the value sets shipped in
+:mod:`secondopinion.valuesets` (SNOMED CT, ICD-10-CM, RxNorm, ATC, CPT; free
+text only as a fallback). They map only what the FHIR data states without
 doubt and report everything else:
 
-* ``Patient.birthDate`` -> ``patient.age_group`` (child under 18 on the day of
-  the mapping; a partial date that cannot tell is reported).
-* ``Condition`` (active, not refuted): ``severity`` (SNOMED CT) ->
-  ``diagnosis.seriousness``; ``verificationStatus`` -> ``diagnosis.certainty``;
-  an ICD-10 code ``C00``-``C97`` -> ``diagnosis.cancer`` = yes (other ICD-10
-  chapters -> no; in situ, benign and uncertain neoplasms, symptoms and
-  codes from other systems are reported as undecided); ICD-10 ``M40``-``M54``
-  (dorsopathies) -> ``diagnosis.spine`` = yes. A case has one diagnosis: with
-  several Conditions the most severe is used and the others are reported.
-* ``ServiceRequest`` (draft, active or on hold) or ``Procedure`` (in
-  preparation) whose category is SNOMED CT 387713003 *Surgical procedure* ->
-  ``treatment.kind`` = surgery, not started; a planned date in the future ->
-  ``treatment.days_to_decide``.
+* ``Patient.birthDate`` -> ``patient.age_group``.
+* The **focus** Condition (active, not refuted, a diagnosis rather than a
+  social finding): an explicit ``focus`` id, else the one the planned
+  treatment names as its reason, else the most serious (by
+  severity, else by code), cancer before others, chronic ones last, the most
+  recent, the first. Its severity or code -> ``diagnosis.seriousness``; its
+  code -> ``diagnosis.cancer``, ``cancer_type``, ``spine``, ``rare`` and the
+  first opinion's ``diagnosis_code``; ``verificationStatus`` ->
+  ``diagnosis.certainty``.
+* The planned treatment (ServiceRequest, Procedure in preparation or in
+  progress, MedicationRequest, CarePlan activity) in the surgery,
+  chemotherapy or radiation value set -> ``treatment.kind``, ``started``,
+  ``urgency`` (request priority) and ``days_to_decide`` (planned date).
 * ``Coverage`` (active, in its period): insurance -> ``insurance.insured`` =
   yes; self-pay -> ``patient.pays_out_of_pocket`` = yes.
 
 Each mapped case field names the FHIR element it came from; each element or
-resource that was not used is reported with its path and the reason. Reports
-and errors name paths, never values.
+resource of a type the mapping reads that was not used is reported with its
+path, the reason and whether it was ignored or not understood; every resource
+is counted by type in the summary. Reports and errors name paths, never
+values; an unknown ``resourceType`` is never echoed. docs/interop.md has the
+full rules.
 
 **Out.** :func:`guidance_response` turns Advice into a GuidanceResponse whose
 ``result`` is a contained RequestGroup (R4B) or RequestOrchestration (R5); each
@@ -43,7 +49,9 @@ OperationOutcome in ``evaluationMessage``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, cast
@@ -51,8 +59,9 @@ from typing import Any, Literal, cast
 import attrs
 import pydantic
 
+from . import valuesets
 from .advisor import default_advisor
-from .case import Case, CaseError, load_case
+from .case import MAX_DAYS, Case, CaseError, load_case
 from .cds_hooks import KIND_SYSTEM, RULES_URL, rule_url
 from .recommendations import Advice, Priority, Recommendation, SetDeadline
 from .rulebook import Rulebook
@@ -69,11 +78,13 @@ __all__ = [
     "FhirCase",
     "FhirError",
     "FhirVersion",
+    "Focus",
     "Mapped",
     "Unmapped",
     "case_from_bundle",
     "case_from_prefetch",
     "guidance_response",
+    "type_name",
 ]
 
 FhirVersion = Literal["R4B", "R5"]
@@ -82,7 +93,8 @@ FHIR_VERSIONS: tuple[FhirVersion, ...] = ("R4B", "R5")
 ADULT_AGE = 18
 SNOMED = "http://snomed.info/sct"
 SURGICAL_PROCEDURE = "387713003"
-ICD10_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm"})
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10", ICD10CM})
 VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 SELF_PAY_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
@@ -98,8 +110,6 @@ _SEVERITY = {
 }
 _SEVERITY_RANK = {"minor": 0, "moderate": 1, "serious": 2, "life_threatening": 3}
 _CERTAINTY = {"confirmed": "confirmed", "provisional": "probable", "differential": "unclear", "unconfirmed": "unclear"}
-_REQUEST_STATUSES = frozenset({"draft", "active", "on-hold"})
-_MAPPED_TYPES = frozenset({"Patient", "Condition", "ServiceRequest", "Procedure", "Coverage"})
 
 # FHIR request priority of an action, by recommendation priority.
 _ACTION_PRIORITY = {
@@ -118,9 +128,27 @@ class Mapped:
     fhir_path: str
 
 
+Category = Literal["ignored", "not_understood"]
+
+
 @attrs.frozen
 class Unmapped:
-    """A FHIR element or resource that was not used, and why (never its value)."""
+    """A FHIR element or resource that was not used, and why (never its value).
+
+    ``category`` is ``ignored`` when the data was understood and is not relevant
+    (a resolved condition, another patient, a finished procedure) and
+    ``not_understood`` when it might matter but the mapping cannot read it (a
+    code in no value set).
+    """
+
+    fhir_path: str
+    reason: str
+    category: Category = "not_understood"
+
+
+@attrs.frozen
+class Focus:
+    """The Condition the advice is about, and why it was chosen over the others."""
 
     fhir_path: str
     reason: str
@@ -128,18 +156,30 @@ class Unmapped:
 
 @attrs.frozen
 class FhirCase:
-    """A case built from FHIR data, with what was mapped and what was not."""
+    """A case built from FHIR data, with what was mapped and what was not.
+
+    ``summary`` counts the resources of each type: ``mapped`` (gave at least
+    one case field), ``ignored`` (understood, not relevant) and
+    ``not_understood``. Resources of types the mapping never reads (Observation,
+    Encounter, Claim...) are counted there and not listed in ``unmapped``.
+    """
 
     case: Case
     mapped: tuple[Mapped, ...] = ()
     unmapped: tuple[Unmapped, ...] = ()
+    focus: Focus | None = None
+    summary: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
 
     def report(self) -> dict[str, Any]:
         """The mapping report as JSON-ready data."""
-        return {
+        out: dict[str, Any] = {
+            "summary": {k: dict(v) for k, v in self.summary.items()},
             "mapped": [{"case_field": m.case_field, "fhir_path": m.fhir_path} for m in self.mapped],
-            "unmapped": [{"fhir_path": u.fhir_path, "reason": u.reason} for u in self.unmapped],
+            "unmapped": [{"fhir_path": u.fhir_path, "reason": u.reason, "category": u.category} for u in self.unmapped],
         }
+        if self.focus is not None:
+            out["focus"] = {"fhir_path": self.focus.fhir_path, "reason": self.focus.reason}
+        return out
 
 
 class FhirError(ValueError):
@@ -157,6 +197,26 @@ class FhirError(ValueError):
 def _model_class(version: FhirVersion, resource_type: str) -> type[pydantic.BaseModel]:
     getter = _r4b_class if version == "R4B" else _r5_class
     return cast(type[pydantic.BaseModel], getter(resource_type))
+
+
+_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
+UNKNOWN_TYPE = "(unknown resource type)"
+
+
+@functools.lru_cache(maxsize=512)
+def _known_type(version: FhirVersion, name: str) -> bool:
+    try:
+        _model_class(version, name)
+    except Exception:  # fhir.resources raises several kinds for a name it does not know
+        return False
+    return True
+
+
+def type_name(version: FhirVersion, value: Any) -> str:
+    """A resource type safe to show: a FHIR type this version knows, else a fixed placeholder (never echoed raw)."""
+    if isinstance(value, str) and _TYPE_NAME.fullmatch(value) and _known_type(version, value):
+        return value
+    return UNKNOWN_TYPE
 
 
 def _loc(loc: Iterable[int | str]) -> str:
@@ -180,7 +240,7 @@ def _validate(version: FhirVersion, path: str, resource: Mapping[str, Any]) -> l
             message = err["msg"] if kind in _SAFE_ERROR_TYPES else "invalid value"
             problems.append(f"{message} @ {path}{_loc(err.get('loc', ()))}")
         return problems
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return [f"not a valid FHIR {version} resource @ {path}"]
     return []
 
@@ -192,6 +252,14 @@ def _codings(concept: Any) -> list[Mapping[str, Any]]:
     for c in concepts:
         if isinstance(c, Mapping):
             out.extend(x for x in c.get("coding", []) or [] if isinstance(x, Mapping))
+    return out
+
+
+def _texts(concept: Any) -> list[str]:
+    """The human text of a CodeableConcept (or list): its text and its codings' displays."""
+    concepts = concept if isinstance(concept, list) else [concept]
+    out = [c["text"] for c in concepts if isinstance(c, Mapping) and isinstance(c.get("text"), str)]
+    out += [c["display"] for c in _codings(concept) if isinstance(c.get("display"), str)]
     return out
 
 
@@ -244,18 +312,22 @@ class _Mapper:
 
     today: dt.date
     patient_id: str | None = None
-    case: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    case: dict[str, Any] = attrs.Factory(dict)
     mapped: list[Mapped] = attrs.Factory(list)
     unmapped: list[Unmapped] = attrs.Factory(list)
     patient: _Patient | None = None
+    focus: Focus | None = None
 
     def set(self, field: str, value: Any, source: str) -> None:
         part, name = field.split(".")
         self.case.setdefault(part, {})[name] = value
         self.mapped.append(Mapped(field, source))
 
-    def skip(self, path: str, reason: str) -> None:
-        self.unmapped.append(Unmapped(path, reason))
+    def skip(self, path: str, reason: str, category: Category = "not_understood") -> None:
+        self.unmapped.append(Unmapped(path, reason, category))
+
+    def ignore(self, path: str, reason: str) -> None:
+        self.skip(path, reason, "ignored")
 
     def about_patient(self, ref: Any) -> bool:
         """Whether a reference points at the case's patient (true when that patient is not known)."""
@@ -287,66 +359,263 @@ def _map_patient(m: _Mapper, p: _Patient) -> None:
         m.skip(f"{p.path}.birthDate", "partial birth date: cannot tell child from adult")
 
 
+# --------------------------------------------------------------------------- conditions
+
+
 def _condition_usable(m: _Mapper, path: str, res: Mapping[str, Any]) -> bool:
     ver = _code_in(res.get("verificationStatus"), VER_STATUS)
     if ver in ("refuted", "entered-in-error"):
-        m.skip(path, "condition refuted or entered in error: not used")
+        m.ignore(path, "condition refuted or entered in error: not used")
         return False
     clinical = _code_in(res.get("clinicalStatus"), CLINICAL_STATUS)
     if clinical in ("inactive", "resolved", "remission"):
-        m.skip(path, "condition not active: not used")
+        m.ignore(path, "condition not active: not used")
         return False
     if not m.about_patient(res.get("subject")):
-        m.skip(path, "condition of another patient: not used")
+        m.ignore(path, "condition of another patient: not used")
+        return False
+    if valuesets.load("not-a-diagnosis").match_codings(_codings(res.get("code"))) is not None:
+        m.ignore(path, "a social or administrative finding, not a diagnosis: not used")
         return False
     return True
 
 
-def _icd10(res: Mapping[str, Any]) -> str | None:
-    for coding in _codings(res.get("code")):
-        if coding.get("system") in ICD10_SYSTEMS and isinstance(coding.get("code"), str):
-            return str(coding["code"]).upper().replace(".", "")
-    return None
+_CONDITION_SETS = ("cancer", "life-threatening", "serious", "spine", "rare", "chronic")
+_CODE_SYSTEMS = {SNOMED: "snomed", ICD10CM: "icd10cm"}
+_CODE_SHAPES = {"snomed": re.compile(r"[1-9][0-9]{5,17}"), "icd10cm": re.compile(r"[A-Z][0-9][0-9A-Z]{1,5}")}
 
 
-def _in_block(code: str, letter: str, low: int, high: int) -> bool:
-    return code[:1] == letter and code[1:3].isdigit() and low <= int(code[1:3]) <= high
+@attrs.frozen
+class _Condition:
+    """A usable Condition with what its codes and severity say."""
+
+    index: int
+    path: str
+    full_url: str | None
+    res: Mapping[str, Any]
+    matches: Mapping[str, valuesets.Match]
+    severity: str | None
+    recorded: dt.date
+
+    @property
+    def seriousness(self) -> str | None:
+        """From the severity when stated, else implied by the code's value sets (the gravest)."""
+        if self.severity is not None:
+            return self.severity
+        implied = [
+            valuesets.load(vs).implies.get("diagnosis.seriousness")
+            for vs in self.matches
+            if self.matches[vs].by == "code"
+        ]
+        ranked = [s for s in implied if s is not None]
+        return max(ranked, key=lambda s: _SEVERITY_RANK[s], default=None)
+
+    def key(self) -> tuple[int, int, int, dt.date, int]:
+        """Most serious first, cancer before others, chronic last, most recent, first in the data."""
+        serious = _SEVERITY_RANK.get(self.seriousness or "", -1)
+        return (serious, "cancer" in self.matches, "chronic" not in self.matches, self.recorded, -self.index)
 
 
-def _map_condition(m: _Mapper, path: str, res: Mapping[str, Any], others: Sequence[str]) -> None:
+_KEY_REASONS = (
+    "the most serious active condition (by its severity or its code)",
+    "cancer comes before other conditions",
+    "other conditions come before common chronic ones",
+    "the most recent active condition",
+    "the first active condition in the data (the others are no more serious, nor more recent)",
+)
+
+
+def _recorded(res: Mapping[str, Any]) -> dt.date:
+    period = res.get("onsetPeriod")
+    start = period.get("start") if isinstance(period, Mapping) else None
+    for value in (res.get("onsetDateTime"), start, res.get("recordedDate")):
+        span = _date(value)
+        if span is not None:
+            return span[0]
+    return dt.date.min
+
+
+def _condition(index: int, path: str, full_url: str | None, res: Mapping[str, Any]) -> _Condition:
+    codings = _codings(res.get("code"))
+    matches: dict[str, valuesets.Match] = {}
+    for vs_id in _CONDITION_SETS:
+        found = valuesets.load(vs_id).match_codings(codings)
+        if found is not None:
+            matches[vs_id] = found
+    # Free text only when no code is recognised, and never beside an ICD-10 code (its blocks are complete).
+    if not matches and not any(c.get("system") in ICD10_SYSTEMS for c in codings):
+        for vs_id in _CONDITION_SETS:
+            found = valuesets.load(vs_id).match_text(_texts(res.get("code")))
+            if found is not None:
+                matches[vs_id] = found
+    severity_codes = [str(c.get("code")) for c in _codings(res.get("severity")) if c.get("system") == SNOMED]
+    severity = next((_SEVERITY[c] for c in severity_codes if c in _SEVERITY), None)
+    return _Condition(index, path, full_url, res, matches, severity, _recorded(res))
+
+
+def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> str:
+    if not others:
+        return "the only active condition"
+    runner_up = max(others, key=_Condition.key)
+    for position, (a, b) in enumerate(zip(chosen.key(), runner_up.key(), strict=True)):
+        if a != b:
+            return _KEY_REASONS[position]
+    return _KEY_REASONS[-1]  # pragma: no cover - the index makes every key unique
+
+
+def _is_focus(res: Mapping[str, Any], path: str, focus: str) -> bool:
+    rid = res.get("id")
+    return focus in (path, rid, f"Condition/{rid}") if isinstance(rid, str) else focus == path
+
+
+def _referenced(c: _Condition, refs: Sequence[str]) -> bool:
+    """Whether one of the references (``Condition/id``, a full URL, a ``urn:uuid``) points at this Condition."""
+    rid = c.res.get("id")
+    for ref in refs:
+        if c.full_url is not None and ref == c.full_url:
+            return True
+        if isinstance(rid, str) and (ref == f"Condition/{rid}" or ref.endswith(f"/Condition/{rid}")):
+            return True
+    return False
+
+
+def _choose_condition(
+    m: _Mapper, usable: Sequence[_Condition], focus: str | None, reasons: Sequence[str] = ()
+) -> _Condition | None:
+    if not usable:
+        if focus is not None:
+            m.skip("focus", "the focus condition is not among the active conditions of the patient")
+        return None
+    chosen: _Condition | None = None
+    if focus is not None:
+        chosen = next((c for c in usable if _is_focus(c.res, c.path, focus)), None)
+        if chosen is None:
+            m.skip("focus", "the focus condition is not among the active conditions: the rules below chose one")
+    others = [c for c in usable if c is not chosen] if chosen is not None else []
+    treated = [c for c in usable if _referenced(c, reasons)] if chosen is None else []
+    if chosen is not None:
+        reason = "the focus condition named by the caller"
+    elif treated:
+        chosen = max(treated, key=_Condition.key)
+        others = [c for c in usable if c is not chosen]
+        reason = "the condition the planned treatment is for (its reason)"
+    else:
+        chosen = max(usable, key=_Condition.key)
+        others = [c for c in usable if c is not chosen]
+        reason = _focus_reason(chosen, others)
+    m.focus = Focus(chosen.path, reason)
     for other in others:
-        m.skip(other, "the case holds one diagnosis: the most severe condition was used instead")
-    severity_codes = [c for c in _codings(res.get("severity")) if c.get("system") == SNOMED]
-    seriousness = next((_SEVERITY[str(c.get("code"))] for c in severity_codes if str(c.get("code")) in _SEVERITY), None)
-    if seriousness is not None:
-        m.set("diagnosis.seriousness", seriousness, f"{path}.severity")
-    elif "severity" in res:
-        m.skip(f"{path}.severity", "severity is not a SNOMED CT severity code this mapping knows")
+        m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
+    return chosen
+
+
+_SEMANTIC_TAG = re.compile(r"\s*\((?:disorder|finding|situation|morphologic abnormality)\)\s*$")
+
+
+def _label(res: Mapping[str, Any]) -> str | None:
+    """A short label of the condition: its text or first display, without a SNOMED CT semantic tag."""
+    texts = _texts(res.get("code"))
+    label = _SEMANTIC_TAG.sub("", texts[0]) if texts else None
+    return label if isinstance(label, str) and 0 < len(label) <= 500 else None
+
+
+def _map_condition(m: _Mapper, c: _Condition) -> None:
+    path, res = c.path, c.res
+    if c.severity is not None:
+        m.set("diagnosis.seriousness", c.severity, f"{path}.severity")
+    else:
+        if "severity" in res:
+            m.skip(f"{path}.severity", "severity is not a SNOMED CT severity code this mapping knows")
+        if c.seriousness is not None:
+            m.set("diagnosis.seriousness", c.seriousness, f"{path}.code")
     ver = _code_in(res.get("verificationStatus"), VER_STATUS)
     if ver in _CERTAINTY:
         m.set("diagnosis.certainty", _CERTAINTY[ver], f"{path}.verificationStatus")
     elif "verificationStatus" in res:
         m.skip(f"{path}.verificationStatus", "verification status code not known")
-    code = _icd10(res)
-    if code is None:
-        if "code" in res:
-            m.skip(f"{path}.code", "cancer and spine are read only from ICD-10 codes: left unknown")
-        return
-    if _in_block(code, "C", 0, 97):
-        m.set("diagnosis.cancer", "yes", f"{path}.code")
-        label = res["code"].get("text") or next(
-            (c.get("display") for c in _codings(res.get("code")) if c.get("system") in ICD10_SYSTEMS), None
-        )
-        if isinstance(label, str) and 0 < len(label) <= 500:
-            m.set("diagnosis.cancer_type", label, f"{path}.code")
-    elif _in_block(code, "D", 0, 48):
-        m.skip(f"{path}.code", "in situ, benign or uncertain neoplasm: cancer left unknown")
-    elif code[:1] in ("R", "Z", "U", "V", "W", "X", "Y"):
-        m.skip(f"{path}.code", "symptom, external cause or status code: cancer left unknown")
+    where = f"{path}.code"
+    for vs_id in ("cancer", "spine", "rare"):
+        found = c.matches.get(vs_id)
+        if found is not None:
+            source = where if found.by == "code" else f"{where} (text)"
+            for field, value in valuesets.load(vs_id).implies.items():
+                if field != "diagnosis.seriousness":
+                    m.set(field, value, source)
+    if "cancer" in c.matches:
+        label = _label(res)
+        if label is not None:
+            m.set("diagnosis.cancer_type", label, where)
     else:
-        m.set("diagnosis.cancer", "no", f"{path}.code")
-    if _in_block(code, "M", 40, 54):
-        m.set("diagnosis.spine", "yes", f"{path}.code")
+        _not_cancer(m, c, where)
+    _diagnosis_code(m, res, where)
+
+
+def _not_cancer(m: _Mapper, c: _Condition, where: str) -> None:
+    """Cancer = no only when a code says so without doubt; otherwise report why it stays unknown."""
+    icd = next(
+        (
+            valuesets.normalise(x["code"])
+            for x in _codings(c.res.get("code"))
+            if x.get("system") in ICD10_SYSTEMS and isinstance(x.get("code"), str)
+        ),
+        None,
+    )
+    if icd is not None:
+        if icd[:1] == "D" and icd[1:3].isdigit() and int(icd[1:3]) <= 48:
+            m.skip(where, "in situ, benign or uncertain neoplasm: cancer left unknown")
+        elif icd[:1] in ("R", "Z", "U", "V", "W", "X", "Y"):
+            m.skip(where, "symptom, external cause or status code: cancer left unknown")
+        else:
+            m.set("diagnosis.cancer", "no", where)
+        return
+    if any(vs in c.matches and c.matches[vs].by == "code" for vs in ("spine", "rare", "serious", "chronic")):
+        m.set("diagnosis.cancer", "no", where)
+        return
+    if "code" in c.res:
+        m.skip(where, "code in none of the value sets (cancer, spine, rare...): cancer left unknown")
+
+
+def _diagnosis_code(m: _Mapper, res: Mapping[str, Any], where: str) -> None:
+    """The condition's code as the current doctor's coded diagnosis (opinions[0])."""
+    for coding in _codings(res.get("code")):
+        system = _CODE_SYSTEMS.get(str(coding.get("system")))
+        code = coding.get("code")
+        if system is None or not isinstance(code, str):
+            continue
+        norm = valuesets.normalise(code)
+        if _CODE_SHAPES[system].fullmatch(norm):
+            m.case["opinions"] = [{"diagnosis_code": norm, "diagnosis_code_system": system}]
+            m.mapped.append(Mapped("opinions[0].diagnosis_code", where))
+            m.mapped.append(Mapped("opinions[0].diagnosis_code_system", where))
+            return
+
+
+# --------------------------------------------------------------------------- treatment
+
+
+_TREATMENT_SETS = ("surgery", "chemotherapy", "radiation")
+_TREATMENT_ORDER = {"surgery": 0, "chemotherapy": 1, "radiation": 2}
+_URGENCY = {"stat": "emergency", "asap": "urgent", "urgent": "urgent", "routine": "can_wait"}
+
+
+@attrs.frozen
+class _Treatment:
+    kind: str
+    path: str
+    source: str  # the element the kind was read from
+    draft: bool  # from the hook's draft orders: what is being ordered right now
+    started: str | None
+    started_source: str
+    planned: tuple[str, Any] | None
+    priority: str | None
+    index: int
+    reasons: tuple[str, ...] = ()
+
+    def key(self, today: dt.date) -> tuple[int, int, dt.date, int]:
+        """Draft orders first, then surgery, chemotherapy, radiation, then the soonest planned, then data order."""
+        span = _date(self.planned[1]) if self.planned is not None else None
+        soonest = span[0] if span is not None and span[0] == span[1] and span[0] > today else dt.date.max
+        return (0 if self.draft else 1, _TREATMENT_ORDER[self.kind], soonest, self.index)
 
 
 def _planned_date(res: Mapping[str, Any]) -> tuple[str, Any] | None:
@@ -360,49 +629,134 @@ def _planned_date(res: Mapping[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
-def _map_surgery(m: _Mapper, path: str, res: Mapping[str, Any], deadlines: list[tuple[int, str]]) -> None:
-    """Map a ServiceRequest or Procedure when it proposes surgery; report it otherwise."""
+def _match_treatment(concepts: Sequence[tuple[str, Any]]) -> tuple[str, str] | None:
+    """(kind, element) of the first concept in a treatment value set: codes first, then text."""
+    for by_text in (False, True):
+        for element, concept in concepts:
+            for vs_id in _TREATMENT_SETS:
+                vs = valuesets.load(vs_id)
+                found = vs.match_text(_texts(concept)) if by_text else vs.match_codings(_codings(concept))
+                if found is not None:
+                    return vs.implies["treatment.kind"], element + (" (text)" if by_text else "")
+    return None
+
+
+_STARTED: dict[str, dict[str, str | None]] = {
+    "ServiceRequest": {"draft": "no", "active": "no", "on-hold": "no"},
+    "Procedure": {"preparation": "no", "in-progress": "yes"},
+    "MedicationRequest": {"draft": "no", "on-hold": "no", "active": None},
+    "CarePlan": {"draft": "no", "on-hold": "no", "active": None},
+}
+
+
+def _reason_refs(res: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Conditions a request, procedure or plan says it is for (R4/R4B and R5 shapes)."""
+    refs: list[Any] = []
+    for key in ("reasonReference", "addresses", "reason"):
+        value = res.get(key)
+        for item in value if isinstance(value, list) else []:
+            if isinstance(item, Mapping):
+                refs.append(item.get("reference") if isinstance(item.get("reference"), Mapping) else item)
+    return tuple(t for t in (_reference_targets(r) for r in refs) if t is not None)
+
+
+def _medication_concepts(res: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if "medicationCodeableConcept" in res:  # R4 / R4B
+        out.append(("medicationCodeableConcept", res["medicationCodeableConcept"]))
+    medication = res.get("medication")
+    if isinstance(medication, Mapping) and "concept" in medication:  # R5 CodeableReference
+        out.append(("medication.concept", medication["concept"]))
+    out.append(("category", res.get("category")))
+    return out
+
+
+def _treatment(m: _Mapper, index: int, path: str, res: Mapping[str, Any], draft: bool) -> _Treatment | None:
     kind = str(res.get("resourceType"))
     status = res.get("status")
-    proposed = status in _REQUEST_STATUSES if kind == "ServiceRequest" else status == "preparation"
-    if not proposed:
-        m.skip(path, f"{kind} is not a proposed procedure (status): not used")
-        return
-    if not m.about_patient(res.get("subject")):
-        m.skip(path, f"{kind} of another patient: not used")
-        return
-    if not _has_code(res.get("category"), SNOMED, SURGICAL_PROCEDURE):
-        m.skip(path, f"{kind} is not categorised as a surgical procedure: other treatments are not mapped")
-        return
-    m.set("treatment.kind", "surgery", f"{path}.category")
-    m.set("treatment.started", "no", f"{path}.status")
-    planned = _planned_date(res)
-    if planned is not None:
-        key, value = planned
+    started_by_status = _STARTED[kind]
+    if status not in started_by_status:
+        m.ignore(path, f"{kind} is not planned or in preparation (status): not used")
+        return None
+    subject = res.get("subject")
+    if not m.about_patient(subject):
+        m.ignore(path, f"{kind} of another patient: not used")
+        return None
+    if kind == "MedicationRequest":
+        concepts = _medication_concepts(res)
+    elif kind == "CarePlan":
+        concepts = [("category", res.get("category"))]
+        for i, activity in enumerate(res.get("activity") or []):
+            detail = activity.get("detail") if isinstance(activity, Mapping) else None
+            if isinstance(detail, Mapping) and detail.get("status") not in ("completed", "cancelled", "stopped"):
+                concepts.append((f"activity[{i}].detail.code", detail.get("code")))
+    else:
+        concepts = [("category", res.get("category")), ("code", res.get("code"))]
+    found = _match_treatment(concepts)
+    if found is None:
+        m.skip(path, f"{kind} is not surgery, chemotherapy or radiation by its codes: not used")
+        return None
+    treatment_kind, element = found
+    priority = res.get("priority") if kind in ("ServiceRequest", "MedicationRequest") else None
+    return _Treatment(
+        kind=treatment_kind,
+        path=path,
+        source=f"{path}.{element}",
+        draft=draft,
+        started=started_by_status[str(status)],
+        started_source=f"{path}.status",
+        planned=_planned_date(res) if kind in ("ServiceRequest", "Procedure") else None,
+        priority=priority if isinstance(priority, str) else None,
+        index=index,
+        reasons=_reason_refs(res),
+    )
+
+
+def _pick_treatment(m: _Mapper, found: Sequence[_Treatment]) -> _Treatment | None:
+    if not found:
+        return None
+    chosen = min(found, key=lambda t: t.key(m.today))
+    for other in found:
+        if other is not chosen:
+            m.ignore(other.path, "the case holds one treatment: another planned treatment was used")
+    return chosen
+
+
+def _map_treatment(m: _Mapper, chosen: _Treatment) -> None:
+    m.set("treatment.kind", chosen.kind, chosen.source)
+    if chosen.started is not None:
+        m.set("treatment.started", chosen.started, chosen.started_source)
+    if chosen.priority in _URGENCY:
+        m.set("treatment.urgency", _URGENCY[chosen.priority], f"{chosen.path}.priority")
+    if chosen.planned is not None:
+        key, value = chosen.planned
         span = _date(value)
         if span is None or span[0] != span[1]:
-            m.skip(f"{path}.{key}", "planned date is not a full date: time to decide left unknown")
+            m.skip(f"{chosen.path}.{key}", "planned date is not a full date: time to decide left unknown")
         elif span[0] <= m.today:
-            m.skip(f"{path}.{key}", "planned date is not in the future: time to decide left unknown")
+            m.skip(f"{chosen.path}.{key}", "planned date is not in the future: time to decide left unknown")
         else:
-            deadlines.append(((span[0] - m.today).days, f"{path}.{key}"))
+            m.set("treatment.days_to_decide", min((span[0] - m.today).days, MAX_DAYS), f"{chosen.path}.{key}")
+
+
+# --------------------------------------------------------------------------- coverage
 
 
 def _map_coverage(m: _Mapper, path: str, res: Mapping[str, Any]) -> None:
     if res.get("status") != "active":
-        m.skip(path, "coverage is not active: not used")
+        m.ignore(path, "coverage is not active: not used")
         return
     if not m.about_patient(res.get("beneficiary")):
-        m.skip(path, "coverage of another patient: not used")
+        m.ignore(path, "coverage of another patient: not used")
         return
     period = res.get("period")
     if isinstance(period, Mapping) and "end" in period:
         end = _date(period["end"])
         if end is not None and end[1] < m.today:
-            m.skip(f"{path}.period", "coverage period has ended: not used")
+            m.ignore(f"{path}.period", "coverage period has ended: not used")
             return
     kind = res.get("kind")
-    self_pay = kind == "self-pay" or _has_code(res.get("type"), SELF_PAY_SYSTEM, "pay")
+    self_pay = kind == "self-pay" or valuesets.load("self-pay").match_codings(_codings(res.get("type"))) is not None
     if self_pay:
         m.set("patient.pays_out_of_pocket", "yes", f"{path}.{'kind' if kind else 'type'}")
     elif kind in (None, "insurance"):
@@ -411,7 +765,13 @@ def _map_coverage(m: _Mapper, path: str, res: Mapping[str, Any]) -> None:
         m.skip(f"{path}.kind", "coverage kind is neither insurance nor self-pay: not used")
 
 
-def _resources(data: Any, path: str, problems: list[str]) -> list[tuple[str, str | None, Mapping[str, Any]]]:
+# --------------------------------------------------------------------------- the walk
+
+
+Entry = tuple[str, str | None, Mapping[str, Any]]
+
+
+def _resources(data: Any, path: str, problems: list[str]) -> list[Entry]:
     """The (path, fullUrl, resource) of a Bundle's entries, or of one resource; shape problems go to ``problems``."""
     if not isinstance(data, Mapping) or not isinstance(data.get("resourceType"), str):
         problems.append(f"expected a FHIR resource (a JSON object with a resourceType) @ {path}")
@@ -422,15 +782,16 @@ def _resources(data: Any, path: str, problems: list[str]) -> list[tuple[str, str
     if not isinstance(entries, list):
         problems.append(f"expected a list of entries @ {path}.entry")
         return []
-    out: list[tuple[str, str | None, Mapping[str, Any]]] = []
+    out: list[Entry] = []
     for i, entry in enumerate(entries):
         where = f"{path}.entry[{i}]"
         if not isinstance(entry, Mapping):
             problems.append(f"expected an object @ {where}")
             continue
         resource = entry.get("resource")
-        if resource is None:
-            continue
+        search = entry.get("search")
+        if resource is None or (isinstance(search, Mapping) and search.get("mode") == "outcome"):
+            continue  # an empty entry, or a searchset's own warnings (search.mode outcome), not patient data
         if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             problems.append(f"expected a FHIR resource (a JSON object with a resourceType) @ {where}.resource")
             continue
@@ -439,12 +800,46 @@ def _resources(data: Any, path: str, problems: list[str]) -> list[tuple[str, str
     return out
 
 
+_MAPPED_TYPES = frozenset(
+    {"Patient", "Condition", "ServiceRequest", "Procedure", "Coverage", "MedicationRequest", "CarePlan"}
+)
+_TREATMENT_TYPES = frozenset({"ServiceRequest", "Procedure", "MedicationRequest", "CarePlan"})
+
+
+def _summary(
+    version: FhirVersion, resources: Sequence[Entry], mapped: Sequence[Mapped], unmapped: Sequence[Unmapped]
+) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for path, _url, res in resources:
+        name = type_name(version, res["resourceType"])
+        if name in _MAPPED_TYPES:
+            own = (path, path + ".", path + "[", path + " ")
+            if any(x.fhir_path == path or x.fhir_path.startswith(own[1:]) for x in mapped):
+                status = "mapped"
+            elif any(
+                (u.fhir_path == path or u.fhir_path.startswith(own[1:])) and u.category == "not_understood"
+                for u in unmapped
+            ):
+                status = "not_understood"
+            else:
+                status = "ignored"
+        elif name == "OperationOutcome":
+            status = "not_understood"
+        else:
+            status = "ignored"
+        row = counts.setdefault(name, {"mapped": 0, "ignored": 0, "not_understood": 0})
+        row[status] += 1
+    return dict(sorted(counts.items()))
+
+
 def _build(
-    resources: Sequence[tuple[str, str | None, Mapping[str, Any]]],
+    resources: Sequence[Entry],
     problems: list[str],
     version: FhirVersion,
     today: dt.date | None,
     patient_id: str | None,
+    focus: str | None = None,
+    draft_prefix: str | None = None,
 ) -> FhirCase:
     for path, _url, res in resources:
         if res["resourceType"] in _MAPPED_TYPES:
@@ -462,7 +857,7 @@ def _build(
         matching = [p for p in patients if p.id == patient_id]
         for p in patients:
             if p not in matching:
-                m.skip(p.path, "another patient: not used")
+                m.ignore(p.path, "another patient: not used")
         patients = matching
     if len(patients) == 1:
         m.patient = patients[0]
@@ -471,37 +866,37 @@ def _build(
         for p in patients:
             m.skip(p.path, "more than one Patient: child or adult is unknown")
 
-    conditions = [(path, res) for path, _u, res in resources if res["resourceType"] == "Condition"]
-    usable = [(path, res) for path, res in conditions if _condition_usable(m, path, res)]
-    if usable:
-
-        def rank(item: tuple[str, Mapping[str, Any]]) -> int:
-            codes = [str(c.get("code")) for c in _codings(item[1].get("severity")) if c.get("system") == SNOMED]
-            return max((_SEVERITY_RANK[_SEVERITY[c]] for c in codes if c in _SEVERITY), default=-1)
-
-        chosen = max(usable, key=rank)  # ties: the first in the data
-        _map_condition(m, chosen[0], chosen[1], [p for p, _r in usable if p != chosen[0]])
-
-    deadlines: list[tuple[int, str]] = []
-    for path, _u, res in resources:
+    treatments: list[_Treatment] = []
+    for index, (path, _u, res) in enumerate(resources):
         rtype = res["resourceType"]
-        if rtype in ("ServiceRequest", "Procedure"):
-            _map_surgery(m, path, res, deadlines)
+        if rtype in _TREATMENT_TYPES:
+            draft = draft_prefix is not None and path.startswith(draft_prefix)
+            found = _treatment(m, index, path, res, draft)
+            if found is not None:
+                treatments.append(found)
         elif rtype == "Coverage":
             _map_coverage(m, path, res)
         elif rtype == "OperationOutcome":
             m.skip(path, "an OperationOutcome: the data could not be fetched")
-        elif rtype not in ("Patient", "Condition"):
-            m.skip(path, f"{rtype} resources are not mapped")
-    if deadlines:
-        days, source = min(deadlines)
-        m.set("treatment.days_to_decide", days, source)
+    treatment = _pick_treatment(m, treatments)
+
+    usable = [
+        _condition(i, path, url, res)
+        for i, (path, url, res) in enumerate(resources)
+        if res["resourceType"] == "Condition" and _condition_usable(m, path, res)
+    ]
+    chosen = _choose_condition(m, usable, focus, treatment.reasons if treatment is not None else ())
+    if chosen is not None:
+        _map_condition(m, chosen)
+    if treatment is not None:
+        _map_treatment(m, treatment)
 
     try:
         case = load_case(m.case)
     except CaseError as exc:  # pragma: no cover - the mapper only writes values the case model accepts
         raise FhirError(list(exc.problems)) from None
-    return FhirCase(case, _dedupe(m.mapped), tuple(m.unmapped))
+    mapped = _dedupe(m.mapped)
+    return FhirCase(case, mapped, tuple(m.unmapped), m.focus, _summary(version, resources, mapped, m.unmapped))
 
 
 def _dedupe(items: Iterable[Mapped]) -> tuple[Mapped, ...]:
@@ -525,24 +920,27 @@ def case_from_bundle(
     fhir_version: FhirVersion = "R4B",
     today: dt.date | None = None,
     patient_id: str | None = None,
+    focus: str | None = None,
 ) -> FhirCase:
     """Build a case from a FHIR Bundle (or JSON text of one), reporting what could not be mapped.
 
     ``today`` is the day ages and times to decide are counted from (default:
-    today); ``patient_id`` picks the patient when the bundle holds several.
-    Raises :class:`FhirError` when the data is not valid FHIR.
+    today); ``patient_id`` picks the patient when the bundle holds several;
+    ``focus`` names the Condition the advice is about (its id, ``Condition/id``
+    or its path in the report), overriding the choice rules. Raises
+    :class:`FhirError` when the data is not valid FHIR.
     """
     version = _check_version(fhir_version)
     if isinstance(bundle, str | bytes):
         try:
             bundle = json.loads(bundle)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a number too long to convert, deep nesting
             raise FhirError(["not valid JSON @ Bundle"]) from None
     problems: list[str] = []
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         raise FhirError(["expected a FHIR Bundle @ Bundle.resourceType"])
     resources = _resources(bundle, "Bundle", problems)
-    return _build(resources, problems, version, today, patient_id)
+    return _build(resources, problems, version, today, patient_id, focus)
 
 
 def case_from_prefetch(
@@ -551,19 +949,28 @@ def case_from_prefetch(
     fhir_version: FhirVersion = "R4B",
     today: dt.date | None = None,
     patient_id: str | None = None,
+    focus: str | None = None,
+    draft_orders: Mapping[str, Any] | None = None,
 ) -> FhirCase:
     """Build a case from CDS Hooks prefetch data: each value a resource, a searchset Bundle, or null.
 
-    Paths in the report read ``prefetch.<key>`` and ``prefetch.<key>.entry[i].resource``.
+    ``draft_orders`` is the Bundle of an order hook's ``context.draftOrders``:
+    its orders are read like the others and win over them (they are what is
+    being ordered now). Paths in the report read ``prefetch.<key>``,
+    ``prefetch.<key>.entry[i].resource`` and ``context.draftOrders.entry[i].resource``.
     """
     version = _check_version(fhir_version)
     problems: list[str] = []
-    resources: list[tuple[str, str | None, Mapping[str, Any]]] = []
+    resources: list[Entry] = []
     for key, value in prefetch.items():
         if value is None:
             continue
         resources.extend(_resources(value, f"prefetch.{key}", problems))
-    return _build(resources, problems, version, today, patient_id)
+    draft_prefix = "context.draftOrders"
+    if draft_orders is not None:
+        resources.extend(_resources(draft_orders, draft_prefix, problems))
+    return _build(resources, problems, version, today, patient_id, focus, draft_prefix)
+
 
 
 # --------------------------------------------------------------------------- writing

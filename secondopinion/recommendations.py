@@ -24,7 +24,10 @@ import cattrs
 from cattrs.strategies import configure_tagged_union
 
 if TYPE_CHECKING:
+    import datetime
+
     from .explain import Explanation
+    from .plan import Plan
     from .rulebook import Rulebook
 
 __all__ = [
@@ -434,13 +437,26 @@ class KeepSymptomRecord(Recommendation):
     """Write down symptoms and changes over time."""
 
 
+def _identity(item: Any) -> Any:
+    """A hashable stand-in, equal exactly when the items are equal (a Derivation holds a dict)."""
+    if type(item) is Derivation:
+        return (Derivation, item.rule_id, tuple(sorted(item.matched.items())))
+    return item
+
+
 def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Items in order, each once (by equality: some items hold dicts and cannot be hashed)."""
-    out: list[Any] = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return tuple(out)
+    """Items in order, each once (by equality)."""
+    try:
+        seen: dict[Any, Any] = {}
+        for item in items:
+            seen.setdefault(_identity(item), item)
+        return tuple(seen.values())
+    except TypeError:  # an unhashable item of another kind: compare pairwise
+        out: list[Any] = []
+        for item in items:
+            if item not in out:
+                out.append(item)
+        return tuple(out)
 
 
 def _merge_group(group: list[Recommendation]) -> Recommendation:
@@ -541,6 +557,19 @@ class Advice:
         from .explain import explain  # the explain module builds on this one
 
         return explain(self, recommendation, rulebook=rulebook, case=case)
+
+    def plan(self, case: Any = None, *, today: datetime.date | None = None) -> Plan:
+        """This advice as a plan a patient can follow: see :func:`secondopinion.plan.build_plan`.
+
+        ``case`` (the case advised on) gives the dates, counted from ``today`` (default: today).
+        """
+        from .plan import build_plan  # the plan module builds on this one
+
+        return build_plan(self, case, today=today)
+
+    def to_ics(self, case: Any = None, *, today: datetime.date | None = None) -> str:
+        """The plan's dated steps as iCalendar text (raises ``NoDatesError`` when the case gives no time)."""
+        return self.plan(case, today=today).to_ics()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form of this advice."""

@@ -20,14 +20,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-import jsonschema
 import yaml
 
+from . import rulecache
 from .case import CaseError, Domain, case_fact_types, load_case
 from .recommendations import KINDS, Evidence, Priority, SourceRef
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "Condition",
@@ -154,6 +157,89 @@ def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+class _AliasFound(Exception):
+    """The fast loader met an alias: the line-tracking loader reports it."""
+
+
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's C parser with the same resolvers and constructors as :class:`_Loader`.
+
+    It is the fast path only: on any problem (a YAML error, an alias) the file
+    is read again with :class:`_Loader`, whose messages and lines make the
+    error report. Nodes keep their lines either way. An alias shows here as a
+    node constructed twice, and is refused before anything is copied.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects:
+            raise _AliasFound
+        return super().construct_object(node, deep=deep)
+
+
+_FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_FastLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_FastLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def _parse(text: str) -> Any:
+    """Parse rule file text: libyaml when it succeeds, else the pure-Python loader (for its error report)."""
+    if _FastLoader is not _Loader:
+        try:
+            return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a SafeLoader with safe constructors
+        except (yaml.YAMLError, _AliasFound, RecursionError, ValueError, TypeError):
+            pass
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+
+
+_MAP_MARK = "\x01"
+_SEQ_MARK = "\x02"
+
+
+def _encode(value: Any) -> Any:
+    """A parsed, schema-checked file as JSON data that keeps every line (for the cache).
+
+    A mapping becomes an object whose first key, ``"\\x01"``, holds its line and
+    its keys' lines; a sequence becomes ``{"\\x02": [line, item lines...], "v":
+    [items...]}``. Scalars stay as they are. Raises TypeError for anything else
+    (such a file is then not cached).
+    """
+    if isinstance(value, _Map):
+        out: dict[str, Any] = {_MAP_MARK: [value.line, *(value.key_lines[key] for key in value)]}
+        for key, item in value.items():
+            if type(key) is not str or key[:1] in (_MAP_MARK, _SEQ_MARK):
+                raise TypeError("not cacheable")
+            out[key] = _encode(item)
+        return out
+    if isinstance(value, _Seq):
+        return {_SEQ_MARK: [value.line, *value.item_lines], "v": [_encode(item) for item in value]}
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    raise TypeError("not cacheable")
+
+
+def _decode_object(pairs: list[tuple[str, Any]]) -> _Map | _Seq:
+    """``object_pairs_hook`` of :func:`_decode`: one container, its children already decoded."""
+    mark, lines = pairs[0]
+    if mark == _SEQ_MARK:
+        sequence = _Seq(pairs[1][1])
+        sequence.line = lines[0]
+        sequence.item_lines = lines[1:]
+        if len(sequence.item_lines) != len(sequence):
+            raise ValueError("damaged entry")
+        return sequence
+    if mark != _MAP_MARK:
+        raise ValueError("damaged entry")
+    mapping = _Map(pairs[1:])
+    mapping.line = lines[0]
+    mapping.key_lines = dict(zip(mapping, lines[1:], strict=True))
+    return mapping
+
+
+def _decode(body: bytes) -> Any:
+    """The inverse of :func:`_encode`, from the JSON text."""
+    return json.loads(body, object_pairs_hook=_decode_object)
 
 
 def _line_of(root: Any, path: Iterable[Any]) -> int | None:
@@ -384,6 +470,8 @@ def rules_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # only on a cache miss: it takes a tenth of a second to import
+
     return jsonschema.Draft202012Validator(rules_schema())
 
 
@@ -417,11 +505,25 @@ class _Collector:
 
 
 def _read(file: Path, display: str, out: _Collector) -> _Map | None:
+    from .limits import MAX_RULE_FILE_BYTES  # limits imports this module
+
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as stream:  # bounded: a huge file, or /dev/zero, is never read whole
+            raw = stream.read(MAX_RULE_FILE_BYTES + 1)
     except OSError as exc:
         out.add(display, None, None, f"cannot read file ({exc.strerror or 'error'})")
         return None
+    if len(raw) > MAX_RULE_FILE_BYTES:
+        out.add(display, None, None, f"file is larger than {MAX_RULE_FILE_BYTES} bytes (the limit for one rule file)")
+        return None
+    cached = rulecache.load(raw)
+    if cached is not None:
+        try:
+            data = _decode(cached)
+        except (IndexError, TypeError, ValueError, RecursionError):
+            data = None  # not an entry this code wrote: parse the file
+        if isinstance(data, _Map):
+            return data
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -429,7 +531,7 @@ def _read(file: Path, display: str, out: _Collector) -> _Map | None:
         out.add(display, line, None, "not valid UTF-8 text")
         return None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+        data = _parse(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = mark.line + 1 if mark else None
@@ -460,6 +562,11 @@ def _read(file: Path, display: str, out: _Collector) -> _Map | None:
                 continue
             out.add(display, _line_of(data, path), rule_id, _schema_message(error))
         return None
+    try:
+        payload = _encode(data)
+    except TypeError:
+        return data  # a value JSON cannot hold: read from the file every time
+    rulecache.store(raw, payload)
     return data
 
 
@@ -636,6 +743,9 @@ def _build(files: Sequence[Path]) -> Rulebook:
             if rid not in seen:
                 out.add("(tensions)", None, rid, f"tension {tension.id} names unknown rule")
 
+    from .limits import check_rules  # limits imports this module
+
+    out.problems.extend(check_rules(rules, derived))
     if out.problems:
         raise RuleFileError(out.problems)
     return Rulebook(
@@ -668,6 +778,7 @@ class _RuleChecker:
         self.evidence = evidence
         self.tensions = tensions
         self.out = out
+        self.case_types = frozenset(case_fact_types())  # built once: it resolves the case model's types
 
     def rule(self, file: str, data: _Map, index: int, raw: Any, topic: str | None) -> Rule | None:
         base = ["rules", index]
@@ -733,7 +844,7 @@ class _RuleChecker:
             spec = then_raw["derive"]
             fact = spec["fact"]
             values: dict[str, Value] = {}
-            if fact not in self.fact_types or fact in case_fact_types():
+            if fact not in self.fact_types or fact in self.case_types:
                 problem(["then", "derive", "fact"], f"{fact!r} is not a declared derived fact type")
             else:
                 domains = self.fact_types[fact]
@@ -936,6 +1047,8 @@ class _RuleChecker:
                 bad(f"reference to {binding!r}, which no pattern binds")
             elif attr not in self.fact_types.get(bound[binding], {}):
                 bad(f"reference to unknown attribute {bound[binding]}.{attr}")
+            elif not _fits(domain := self.fact_types[bound[binding]][attr], ftype):
+                bad(f"field {field.name!r} cannot take {bound[binding]}.{attr} (a {_domain_word(domain)})")
             return Ref(binding, attr, int(value.get("add", 0)))
         if ftype.startswith("tuple"):
             bad(f"field {field.name!r} takes a list")
@@ -947,6 +1060,19 @@ class _RuleChecker:
             bad(f"field {field.name!r} takes text")
         result: Value = value
         return result
+
+
+def _domain_word(domain: Domain) -> str:
+    return "number" if domain == "int" else "word" if isinstance(domain, tuple) else "text"
+
+
+def _fits(domain: Domain, field_type: str) -> bool:
+    """Whether values of an attribute's domain fit a recommendation field of this type."""
+    if "int" in field_type:
+        return domain == "int"
+    if field_type == "bool":
+        return False
+    return domain != "int"
 
 
 def _compatible(a: Domain, b: Domain) -> bool:

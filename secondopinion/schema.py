@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .advice_schema import advice_schema
-from .case import MAX_DAYS, MAX_TEXT_LENGTH, UNSAFE_TEXT_PATTERN, Case, Opinion
+from .case import MAX_DAYS, MAX_OPINIONS, MAX_TEXT_LENGTH, UNSAFE_TEXT_PATTERN, Case, Opinion
 from .rulebook import rules_schema
 
 __all__ = ["advice_schema", "case_schema", "rules_schema", "schema_for"]
@@ -31,7 +31,7 @@ def _field_schema(field: attrs.Attribute[Any]) -> dict[str, Any]:
     elif ftype == (str | None):
         doc = {"type": ["string", "null"], "maxLength": MAX_TEXT_LENGTH, "pattern": f"^[^{UNSAFE_TEXT_PATTERN[1:]}*$"}
     elif ftype == tuple[Opinion, ...]:
-        doc = {"type": "array", "items": {"$ref": "#/$defs/Opinion"}}
+        doc = {"type": "array", "items": {"$ref": "#/$defs/Opinion"}, "maxItems": MAX_OPINIONS}
     elif ftype is not None and attrs.has(ftype):
         doc = {"$ref": f"#/$defs/{ftype.__name__}"}
     else:  # pragma: no cover - the case model has no other field types

@@ -51,7 +51,7 @@ def user_error(result: subprocess.CompletedProcess[str], code: int, *expected: s
     return result.stderr
 
 
-COMMANDS = ["advise", "explain", "rules", "check", "verify", "batch", "schema", "serve"]
+COMMANDS = ["advise", "interview", "explain", "rules", "check", "verify", "batch", "schema", "serve"]
 
 
 # --------------------------------------------------------------------------- help and version
@@ -143,10 +143,9 @@ def test_advise_text_and_markdown() -> None:
         assert rec.title[:40] in " ".join(text.stdout.split())
     markdown = run("advise", CANCER, "-f", "markdown")
     assert markdown.returncode == 0
-    assert markdown.stdout.startswith("# Second opinion guidance")
-    assert [line[3:] for line in markdown.stdout.splitlines() if line.startswith("## ")] == [
-        r.title for r in advice.recommendations
-    ]
+    assert markdown.stdout.startswith("# Your second opinion plan")
+    actions = [line[4:-4] for line in markdown.stdout.splitlines() if line.startswith("- **")]
+    assert sorted(actions) == sorted(r.title for r in advice.recommendations)
 
 
 def test_advise_cds_hooks_gives_cards() -> None:

@@ -140,8 +140,16 @@ def test_r4b_bundle_becomes_a_case_with_provenance_and_report() -> None:
         "treatment.started": "Bundle.entry[2].resource.status",
         "treatment.days_to_decide": "Bundle.entry[2].resource.occurrenceDateTime",
         "insurance.insured": "Bundle.entry[3].resource.status",
+        "opinions[0].diagnosis_code": "Bundle.entry[1].resource.code",
+        "opinions[0].diagnosis_code_system": "Bundle.entry[1].resource.code",
     }
-    assert reasons(result) == {"Bundle.entry[4].resource": "Observation resources are not mapped"}
+    assert (case.opinions[0].diagnosis_code, case.opinions[0].diagnosis_code_system.value) == ("C50911", "icd10cm")
+    # An Observation is not relevant: counted in the summary, not listed line by line.
+    assert reasons(result) == {}
+    assert result.summary["Observation"] == {"mapped": 0, "ignored": 1, "not_understood": 0}
+    assert result.summary["Condition"] == {"mapped": 1, "ignored": 0, "not_understood": 0}
+    assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[1].resource"
+    assert result.focus.reason == "the only active condition"
     assert SECRET not in json.dumps(result.report())
 
 
@@ -217,8 +225,11 @@ def test_conditions_not_used_are_reported() -> None:
     assert got["Bundle.entry[1].resource"] == "condition refuted or entered in error: not used"
     assert got["Bundle.entry[2].resource"] == "condition not active: not used"
     assert got["Bundle.entry[3].resource"] == "condition of another patient: not used"
-    assert "most severe" in got["Bundle.entry[4].resource"]
+    assert "another condition was chosen" in got["Bundle.entry[4].resource"]
     assert sources(result)["diagnosis.seriousness"] == "Bundle.entry[5].resource.severity"
+    assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[5].resource"
+    assert result.focus.reason.startswith("the most serious")
+    assert result.summary["Condition"] == {"mapped": 1, "ignored": 4, "not_understood": 0}
 
 
 @pytest.mark.parametrize(
@@ -236,9 +247,9 @@ def test_cancer_is_read_from_icd10_chapters_only(code: str, cancer: str, reporte
     assert ("Bundle.entry[0].resource.code" in reasons(result)) is reported
 
 
-def test_codes_from_other_systems_leave_cancer_unknown_and_say_so() -> None:
+def test_codes_in_no_value_set_leave_cancer_unknown_and_say_so() -> None:
     res = condition(icd=None, severity="99999999", verification="weird-status")
-    res["code"] = concept(SNOMED, "254837009", "Malignant tumor of breast")
+    res["code"] = concept(SNOMED, "118940003")  # a disorder of the nervous system: in no shipped value set
     result = case_from_bundle(bundle(res), today=TODAY)
     assert result.case.diagnosis.cancer.value == "unknown"
     assert result.case.diagnosis.seriousness.value == "unknown"
@@ -264,15 +275,14 @@ def test_requests_and_coverage_that_do_not_map_are_reported() -> None:
     assert result.case.treatment.days_to_decide is None
     assert result.case.insurance.insured.value == "unknown"
     assert reasons(result) == {
-        "Bundle.entry[1].resource": "ServiceRequest is not a proposed procedure (status): not used",
-        "Bundle.entry[2].resource": (
-            "ServiceRequest is not categorised as a surgical procedure: other treatments are not mapped"
-        ),
+        "Bundle.entry[1].resource": "ServiceRequest is not planned or in preparation (status): not used",
+        "Bundle.entry[2].resource": "ServiceRequest is not surgery, chemotherapy or radiation by its codes: not used",
         "Bundle.entry[3].resource.occurrenceDateTime": "planned date is not in the future: time to decide left unknown",
-        "Bundle.entry[4].resource.occurrenceDateTime": "planned date is not a full date: time to decide left unknown",
+        "Bundle.entry[4].resource": "the case holds one treatment: another planned treatment was used",
         "Bundle.entry[5].resource": "coverage is not active: not used",
         "Bundle.entry[6].resource.period": "coverage period has ended: not used",
     }
+    assert result.summary["ServiceRequest"] == {"mapped": 1, "ignored": 2, "not_understood": 1}
 
 
 def test_several_patients_need_a_patient_id() -> None:
@@ -377,8 +387,9 @@ def test_guidance_response_is_valid_fhir_with_one_action_per_recommendation(path
 
 @pytest.mark.parametrize("version", ["R4B", "R5"])
 def test_mapping_report_travels_as_a_valid_operation_outcome(version: str) -> None:
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": SECRET}}
-    mapped = case_from_bundle(bundle(patient(), condition(), observation), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    unknown = condition(icd=None)
+    unknown["code"] = {"text": SECRET}
+    mapped = case_from_bundle(bundle(patient(), condition(), unknown), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
     out = guidance_response(secondopinion.advise(mapped.case), fhir_version=version, mapping=mapped)  # type: ignore[arg-type]
     get_class = r4b_class if version == "R4B" else r5_class
     get_class("GuidanceResponse").model_validate(out)
@@ -394,3 +405,265 @@ def test_guidance_response_without_recommendations_is_still_valid() -> None:
     out = guidance_response(secondopinion.Advice(), fhir_version="R4B")
     r4b_class("GuidanceResponse").model_validate(out)
     assert "action" not in out["contained"][0]
+
+
+# --------------------------------------------------------------------------- coded data, as Synthea and US Core send it
+
+FIXTURES = ROOT / "tests" / "fixtures" / "fhir"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text("utf-8"))
+    return data
+
+
+def test_synthea_lung_cancer_coded_in_snomed_only_wins_over_older_hypertension() -> None:
+    data = fixture("synthea-lung-cancer-chemotherapy.json")
+    result = case_from_bundle(data, today=TODAY)
+    case = result.case
+    assert (case.diagnosis.cancer.value, case.diagnosis.seriousness.value) == ("yes", "serious")
+    assert case.diagnosis.cancer_type == "non-small cell lung cancer"
+    assert case.treatment.kind.value == "chemotherapy"
+    assert case.treatment.started.value == "unknown"  # an active MedicationRequest may or may not have started
+    assert case.insurance.insured.value == "unknown"  # Synthea bundles carry no Coverage
+    assert (case.opinions[0].diagnosis_code, case.opinions[0].diagnosis_code_system.value) == ("254637007", "snomed")
+    entries = data["entry"]
+    assert result.focus is not None
+    chosen = entries[int(result.focus.fhir_path.split("[")[1].split("]")[0])]["resource"]
+    assert chosen["code"]["coding"][0]["code"] == "254637007"
+    # The chemotherapy order names the cancer as its reason.
+    assert result.focus.reason == "the condition the planned treatment is for (its reason)"
+    del data["entry"][21]["resource"]["reasonReference"]
+    unreasoned = case_from_bundle(data, today=TODAY)
+    assert unreasoned.focus is not None and unreasoned.focus.fhir_path == result.focus.fhir_path
+    assert unreasoned.focus.reason.startswith("the most serious")
+    kind_source = sources(result)["treatment.kind"]
+    assert kind_source.endswith(".medicationCodeableConcept (text)")  # an RxNorm product: its ingredient name
+    # Social findings are ignored, never "not understood"; irrelevant types are counted, not listed.
+    assert result.summary["Condition"] == {"mapped": 1, "ignored": 5, "not_understood": 0}
+    assert result.summary["Observation"]["ignored"] == 12
+    assert not any(u.fhir_path in {f"Bundle.entry[{i}].resource" for i in range(8, 20)} for u in result.unmapped)
+    assert len(result.unmapped) < 10
+    advice = secondopinion.advise(case)
+    assert {"seek_second_opinion", "prefer_cancer_center", "expert_review"} <= set(advice.kinds)
+
+
+def test_synthea_colon_cancer_with_planned_resection_and_insurance() -> None:
+    result = case_from_bundle(fixture("synthea-colon-cancer-surgery.json"), today=TODAY)
+    case = result.case
+    assert case.diagnosis.cancer.value == "yes"
+    assert (case.treatment.kind.value, case.treatment.started.value) == ("surgery", "no")
+    assert case.treatment.days_to_decide == 36
+    assert case.treatment.urgency.value == "can_wait"  # ServiceRequest.priority routine
+    assert case.insurance.insured.value == "yes"
+    assert sources(result)["treatment.kind"].endswith(".code")
+    assert result.summary["Procedure"] == {"mapped": 0, "ignored": 1, "not_understood": 0}  # a done colonoscopy
+    advice = secondopinion.advise(case)
+    assert {"seek_second_opinion", "prefer_cancer_center", "prefer_in_network", "set_deadline"} <= set(advice.kinds)
+
+
+def test_us_core_prostate_cancer_with_surgery_in_preparation_and_self_pay() -> None:
+    result = case_from_bundle(fixture("uscore-prostate-cancer-self-pay.json"), today=TODAY)
+    case = result.case
+    assert case.diagnosis.cancer.value == "yes" and case.diagnosis.cancer_type == "prostate cancer"
+    assert (case.treatment.kind.value, case.treatment.days_to_decide) == ("surgery", 54)
+    assert case.patient.pays_out_of_pocket.value == "yes"
+    assert "manage_costs" in secondopinion.advise(case).kinds
+
+
+def test_spine_problem_with_a_stat_order_is_an_emergency() -> None:
+    result = case_from_bundle(fixture("spine-stat-surgery.json"), today=TODAY)
+    case = result.case
+    assert (case.diagnosis.spine.value, case.diagnosis.cancer.value) == ("yes", "no")
+    assert case.treatment.urgency.value == "emergency"
+    assert sources(result)["treatment.urgency"].endswith(".priority")
+    reasons_by_path = reasons(result)
+    assert "condition not active: not used" in reasons_by_path.values()  # the breast cancer in remission
+
+
+def test_an_explicit_focus_wins_and_an_unknown_one_is_reported() -> None:
+    data = fixture("synthea-lung-cancer-chemotherapy.json")
+    conditions = [e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Condition"]
+    hypertension = next(c["id"] for c in conditions if c["code"]["text"].startswith("Essential"))
+    focused = case_from_bundle(data, today=TODAY, focus=f"Condition/{hypertension}")
+    assert focused.focus is not None and focused.focus.reason == "the focus condition named by the caller"
+    assert focused.case.diagnosis.cancer.value == "no"  # hypertension: a chronic condition by code
+    missing = case_from_bundle(data, today=TODAY, focus="Condition/nope")
+    assert missing.case.diagnosis.cancer.value == "yes"
+    assert "focus" in reasons(missing)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "winner", "why"),
+    [
+        (("C50.9", None, "2020-01-01"), ("I10", None, "2026-01-01"), 0, "the most serious"),
+        (("I21.9", None, "2020-01-01"), ("C50.9", None, "2026-01-01"), 0, "the most serious"),
+        (("C50.9", "24484000", "2020-01-01"), ("M51.16", "24484000", "2026-01-01"), 0, "cancer comes before"),
+        (("I10", "24484000", "2026-01-01"), ("K35.80", "24484000", "2020-01-01"), 1, "other conditions come before"),
+        (("K35.80", None, "2020-01-01"), ("K80.20", None, "2026-01-01"), 1, "the most recent"),
+        (("K35.80", None, None), ("K80.20", None, None), 0, "the first active condition"),
+    ],
+)
+def test_which_condition_the_advice_is_about(
+    first: tuple[str, str | None, str | None], second: tuple[str, str | None, str | None], winner: int, why: str
+) -> None:
+    made = []
+    for code, severity, onset in (first, second):
+        res = condition(code, severity=severity)
+        if onset is not None:
+            res["onsetDateTime"] = onset
+        made.append(res)
+    result = case_from_bundle(bundle(*made), today=TODAY)
+    assert result.focus is not None
+    assert result.focus.fhir_path == f"Bundle.entry[{winner}].resource"
+    assert result.focus.reason.startswith(why), result.focus.reason
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "display", "field", "value"),
+    [
+        (SNOMED, "363406005", None, "cancer", "yes"),
+        (SNOMED, "93761005", None, "cancer", "yes"),
+        (ICD10CM, "C18.9", None, "cancer", "yes"),
+        (SNOMED, "86044005", None, "rare", "yes"),
+        (ICD10CM, "E84.0", None, "rare", "yes"),
+        (SNOMED, "279039007", None, "spine", "yes"),
+        (SNOMED, "59621000", None, "cancer", "no"),
+        (SNOMED, "118940003", None, "cancer", "unknown"),
+        ("http://example.org/local-codes", "LC-1", "Adenocarcinoma of pancreas", "cancer", "yes"),
+        ("http://example.org/local-codes", "LC-2", "History of malignant neoplasm", "cancer", "unknown"),
+    ],
+)
+def test_value_sets_recognise_codes_and_text_only_as_a_fallback(
+    system: str, code: str, display: str | None, field: str, value: str
+) -> None:
+    res = condition(icd=None, severity=None)
+    res["code"] = concept(system, code, display)
+    result = case_from_bundle(bundle(res), today=TODAY)
+    assert getattr(result.case.diagnosis, field).value == value
+    if display is not None and value == "yes":
+        assert sources(result)[f"diagnosis.{field}"].endswith(".code (text)")
+
+
+def test_seriousness_comes_from_the_code_when_no_severity_is_recorded() -> None:
+    metastatic = condition("C78.00", severity=None)
+    assert case_from_bundle(bundle(metastatic), today=TODAY).case.diagnosis.seriousness.value == "life_threatening"
+    cancer = condition("C61", severity=None)
+    result = case_from_bundle(bundle(cancer), today=TODAY)
+    assert result.case.diagnosis.seriousness.value == "serious"
+    assert sources(result)["diagnosis.seriousness"] == "Bundle.entry[0].resource.code"
+    stated = condition("C61", severity="255604002")  # a recorded severity always wins
+    assert case_from_bundle(bundle(stated), today=TODAY).case.diagnosis.seriousness.value == "minor"
+
+
+def medication_request(coding: dict[str, Any], status: str = "draft", r5: bool = False) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "MedicationRequest", "status": status, "intent": "order", "subject": PATIENT}
+    if r5:
+        res["medication"] = {"concept": coding}
+    else:
+        res["medicationCodeableConcept"] = coding
+    return res
+
+
+@pytest.mark.parametrize(
+    ("coding", "kind"),
+    [
+        (concept("http://www.whocc.no/atc", "L01XA01"), "chemotherapy"),
+        (concept("http://www.nlm.nih.gov/research/umls/rxnorm", "56946"), "chemotherapy"),
+        ({"text": "Docetaxel 20 MG/ML Injectable Solution"}, "chemotherapy"),
+        (concept("http://www.nlm.nih.gov/research/umls/rxnorm", "314231", "Simvastatin 10 MG Oral Tablet"), "unknown"),
+    ],
+)
+@pytest.mark.parametrize("version", ["R4B", "R5"])
+def test_chemotherapy_from_a_medication_request_by_class_code_or_name(
+    coding: dict[str, Any], kind: str, version: str
+) -> None:
+    res = medication_request(coding, r5=version == "R5")
+    result = case_from_bundle(bundle(res), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    assert result.case.treatment.kind.value == kind
+    if kind == "chemotherapy":
+        assert result.case.treatment.started.value == "no"
+    else:
+        assert result.summary["MedicationRequest"]["not_understood"] == 1
+
+
+def test_care_plan_activity_and_order_priority_map_to_treatment() -> None:
+    plan = {
+        "resourceType": "CarePlan",
+        "status": "draft",
+        "intent": "plan",
+        "subject": PATIENT,
+        "activity": [
+            {"detail": {"code": concept(SNOMED, "367336001"), "status": "completed"}},
+            {"detail": {"code": concept(SNOMED, "33195004"), "status": "not-started"}},
+        ],
+    }
+    result = case_from_bundle(bundle(plan), today=TODAY)
+    assert result.case.treatment.kind.value == "radiation"
+    assert sources(result)["treatment.kind"] == "Bundle.entry[0].resource.activity[1].detail.code"
+    for priority, urgency in [("stat", "emergency"), ("asap", "urgent"), ("urgent", "urgent"), ("routine", "can_wait")]:
+        request = {**surgery_request(), "priority": priority}
+        assert case_from_bundle(bundle(request), today=TODAY).case.treatment.urgency.value == urgency
+
+
+def test_an_unknown_resource_type_is_never_echoed() -> None:
+    weird = {"resourceType": SECRET + "<script>" * 50}
+    result = case_from_bundle(bundle(patient(), weird), today=TODAY)
+    report = json.dumps(result.report())
+    assert SECRET not in report and "<script>" not in report
+    assert result.summary["(unknown resource type)"] == {"mapped": 0, "ignored": 1, "not_understood": 0}
+
+
+def test_every_value_set_is_versioned_sourced_and_consistent() -> None:
+    from secondopinion import valuesets
+
+    sets = valuesets.value_sets()
+    assert {"cancer", "spine", "rare", "surgery", "chemotherapy", "radiation", "self-pay"} <= set(sets)
+    for vs in sets.values():
+        assert vs.version and vs.title and vs.sources and vs.limitations, vs.id
+        assert vs.codes or vs.ranges, vs.id
+        for system, ranges in vs.ranges.items():
+            for low, high in ranges:
+                assert vs.has_code(system, low) and vs.has_code(system, high), (vs.id, low)
+    cancer = sets["cancer"]
+    assert cancer.has_code(ICD10CM, "c50.911") and not cancer.has_code(ICD10CM, "D05.10")
+    assert not cancer.has_code(ICD10CM, "C9") and not cancer.has_code(SNOMED, "59621000")
+    text = (ROOT / "docs" / "interop.md").read_text("utf-8")
+    for vs in sets.values():
+        assert f"`{vs.id}`" in text, f"docs/interop.md does not list the value set {vs.id}"
+
+
+def test_a_number_too_long_for_python_is_refused_as_invalid_json() -> None:
+    with pytest.raises(FhirError):
+        case_from_bundle('{"resourceType": "Bundle", "total": ' + "9" * 5000 + "}")
+
+
+def test_searchset_warnings_are_not_patient_data() -> None:
+    warning = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "incomplete"}]}
+    data = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": condition()}, {"resource": warning, "search": {"mode": "outcome"}}],
+    }
+    result = case_from_bundle(data, today=TODAY)
+    assert result.case.diagnosis.cancer.value == "yes"
+    assert result.unmapped == () and "OperationOutcome" not in result.summary
+
+
+@pytest.mark.parametrize("version", ["R4B", "R5"])
+def test_the_condition_a_planned_treatment_is_for_wins_over_a_more_serious_one(version: str) -> None:
+    heart_attack = {**condition("I21.9", severity=None), "id": "mi"}
+    cancer = {**condition("C18.9", severity=None), "id": "crc"}
+    surgery = surgery_request()
+    if version == "R4B":
+        surgery["reasonReference"] = [{"reference": "Condition/crc"}]
+    else:
+        surgery["reason"] = [{"reference": {"reference": "Condition/crc"}}]
+    result = case_from_bundle(bundle(heart_attack, cancer, surgery), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[1].resource"
+    assert result.focus.reason == "the condition the planned treatment is for (its reason)"
+    assert result.case.diagnosis.cancer.value == "yes"
+    del surgery["reasonReference" if version == "R4B" else "reason"]
+    plain = case_from_bundle(bundle(heart_attack, cancer, surgery), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
+    assert plain.focus is not None and plain.focus.fhir_path == "Bundle.entry[0].resource"
+    assert plain.case.diagnosis.seriousness.value == "life_threatening"

@@ -14,6 +14,7 @@ from secondopinion.questions import next_questions
 from secondopinion.render import (
     render,
     render_explanation,
+    render_markdown,
     render_questions,
     render_why_not,
 )
@@ -35,20 +36,46 @@ def advisor() -> Any:
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
-def test_text_shows_every_recommendation_with_reasons_and_sources(path: Path, advisor: Any) -> None:
+def test_text_why_shows_every_recommendation_with_reasons_and_sources(path: Path, advisor: Any) -> None:
     advice = advisor.advise(_load(path))
-    text = render(advice, "text", advisor.rulebook, color=False)
+    text = render(advice, "text", advisor.rulebook, color=False, why=True)
     assert ANSI not in text
     assert advice.disclaimer.split(".")[0] in text
     flat = " ".join(text.split())
     for rec in advice.recommendations:
         assert " ".join(rec.title.split()) in flat
+        assert " ".join(rec.detail.split()) in flat
         for rule_id in rec.rule_ids:
             assert f"(rule {rule_id})" in flat
         for src in rec.sources:
             title = advisor.rulebook.documents[src.file].title
-            assert f'{title}, "{src.section}" ({src.file})' in flat
+            assert f'{title}, "{src.section}"' in flat
+            assert src.file not in flat  # sources by the guide's title, never a hashed file name
     assert flat.count("Why: ") >= len(advice.recommendations)
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_default_view_leaves_reviewer_detail_behind_why(path: Path, fmt: Any, advisor: Any) -> None:
+    case = _load(path)
+    advice = advisor.advise(case)
+    shown = render(advice, fmt, advisor.rulebook, case=case)
+    flat = " ".join(shown.split())
+    for rec in advice.recommendations:
+        assert " ".join(rec.title.split()).replace("'", "&#x27;" if fmt == "html" else "'") in flat
+        for rule_id in rec.rule_ids:
+            assert rule_id not in flat
+        for guidance in rec.guidance:
+            assert f"{guidance}," not in flat and f"Guidance: {guidance}" not in flat
+        for src in rec.sources:
+            assert src.file not in flat
+        for derivation in rec.derivation:
+            for fid in derivation.matched.values():
+                if "#" in fid:  # derived facts (case facts are named by plain words such as "doctor")
+                    assert fid not in flat
+    assert "based on:" not in flat
+    assert "$." not in flat  # no JSON paths
+    assert "Why:" not in flat and "*Why:*" not in flat
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
@@ -67,17 +94,21 @@ def test_text_is_coloured_only_when_asked(path: Path, advisor: Any) -> None:
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_markdown_shows_every_recommendation_with_reasons_and_sources(path: Path, advisor: Any) -> None:
     advice = advisor.advise(_load(path))
-    md = render(advice, "markdown", advisor.rulebook)
+    md = render(advice, "markdown", advisor.rulebook, why=True)
     assert ANSI not in md
-    assert md.startswith("# Second opinion guidance\n")
+    assert md.startswith("# Your second opinion plan\n")
     for rec in advice.recommendations:
-        section = md.split(f"## {rec.title}\n", 1)[1].split("\n## ", 1)[0]
+        section = md.split(f"- **{escape(rec.title)}**  \n", 1)[1].split("\n- **", 1)[0]
         assert f"`{rec.kind}`" in section
-        assert "**Why**" in section and "**Sources**" in section
+        assert "*Why:*" in section and "*Source:*" in section
         for rule_id in rec.rule_ids:
-            assert f"(rule {rule_id})" in section
+            assert escape(f"(rule {rule_id})") in section
         for src in rec.sources:
-            assert f'"{src.section}" ({src.file})' in section
+            assert escape(f'"{src.section}"') in section
+            assert src.file not in section
+    # The reviewer's full list is still there as a function of its own.
+    old = render_markdown(advice, advisor.rulebook)
+    assert old.startswith("# Second opinion guidance\n")
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
@@ -140,7 +171,10 @@ def test_next_questions_in_three_formats(advisor: Any) -> None:
     advice = advisor.advise(case)
     with_questions = render(advice, "json", advisor.rulebook, questions=found)
     assert Advice.from_json(with_questions) == advice
-    assert "Questions worth asking next" in render(advice, "text", advisor.rulebook, questions=found)
+    shown = render(advice, "text", advisor.rulebook, questions=found)
+    assert "Questions worth asking next" in shown
+    assert found[0].question in shown and found[0].path not in shown  # plain in the default view
+    assert found[0].path in render(advice, "text", advisor.rulebook, questions=found, why=True)
 
 
 def test_markdown_keeps_case_text_inert() -> None:
@@ -172,5 +206,5 @@ def test_text_renderer_returns_text_inside_jupyter_too() -> None:
     advice = secondopinion.advise({"diagnosis": {"seriousness": "serious"}})
     with mock.patch.object(rich.console, "_is_jupyter", return_value=True):
         out = render(advice, "text", secondopinion.default_advisor().rulebook)
-    assert "Second opinion guidance" in out
+    assert "Your plan:" in out
     assert advice.recommendations[0].title in out

@@ -1,10 +1,14 @@
-"""Renderers: advice, derivation trees, why-not answers and next questions as text, Markdown or JSON.
+"""Renderers: advice, derivation trees, why-not answers and next questions as text, Markdown, HTML or JSON.
 
-Text is for terminals, through rich: styled when ``color`` is true (the CLI
-turns it on when stdout is a terminal) and plain otherwise. Markdown is for
-apps and notebooks; JSON for programs. Text and Markdown show each
-recommendation with its kind-specific details, its reasons (the rules that made
-it and what they rested on) and its sources (document titles and sections).
+Advice is shown as a plan (:mod:`secondopinion.plan`): a headline, steps in
+the order a person acts, and the questions to bring. Text is for terminals,
+through rich: styled when ``color`` is true (the CLI turns it on when stdout is
+a terminal) and plain otherwise. Markdown is for apps and notebooks; HTML is a
+printable page; JSON is for programs; ics puts the plan's dates in a calendar.
+The patient view is the default: ``why=True`` adds each recommendation's
+reasons (the rules that made it and what they rested on), guidance ids and
+sources (by guide title). :func:`render_text` and :func:`render_markdown` keep
+the older reviewer's list of every recommendation.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ..explain import Explanation, WhyNot, explain, why_not
+from ..plan import Plan, build_plan
 from ..questions import NextQuestion
 from ..recommendations import KINDS, Advice
 from ..rulebook import Rulebook
-from .common import details, kind_label, reasons, sources
+from .common import details, kind_label, reasons, source_title, source_titles, sources
+from .html import plan_html
 from .jsonout import dumps, explanation_json, questions_json, render_json, why_not_json
-from .markdown import explanation_markdown, questions_markdown, render_markdown, why_not_markdown
-from .text import explanation_text, questions_text, render_text, why_not_text
+from .markdown import explanation_markdown, plan_markdown, questions_markdown, render_markdown, why_not_markdown
+from .text import explanation_text, plan_text, questions_text, render_text, why_not_text
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from ..advisor import Advisor, CaseLike
 
 __all__ = [
@@ -32,6 +40,9 @@ __all__ = [
     "explanation_markdown",
     "explanation_text",
     "kind_label",
+    "plan_html",
+    "plan_markdown",
+    "plan_text",
     "questions_json",
     "questions_markdown",
     "questions_text",
@@ -43,6 +54,8 @@ __all__ = [
     "render_questions",
     "render_text",
     "render_why_not",
+    "source_title",
+    "source_titles",
     "sources",
     "why_not_json",
     "why_not_markdown",
@@ -50,22 +63,40 @@ __all__ = [
 ]
 
 Format = Literal["text", "markdown", "json"]
+AdviceFormat = Literal["text", "markdown", "json", "html", "ics"]
 
 
 def render(
     advice: Advice,
-    fmt: Format = "text",
+    fmt: AdviceFormat = "text",
     rulebook: Rulebook | None = None,
     *,
     color: bool = False,
     questions: Sequence[NextQuestion] | None = None,
+    why: bool = False,
+    case: CaseLike | None = None,
+    today: dt.date | None = None,
+    plan: Plan | None = None,
 ) -> str:
-    """Render advice in one of the formats; ``questions`` adds the questions worth asking next."""
+    """Render advice as a plan in one of the formats.
+
+    ``case`` (the case advised on) gives the plan its dates, counted from
+    ``today`` (default: today's date); a ready ``plan`` may be passed instead.
+    ``why`` adds the reviewer's detail (reasons, rule ids, guidance ids,
+    sources); ``questions`` adds the questions worth asking next. JSON is the
+    advice with its ``plan``; ics is the plan's dates as calendar events (it
+    raises :class:`~secondopinion.render.ics.NoDatesError` when there are none).
+    """
+    the_plan = plan if plan is not None else build_plan(advice, case, today=today)
     if fmt == "json":
-        return render_json(advice, questions=questions)
+        return render_json(advice, questions=questions, plan=the_plan)
     if fmt == "markdown":
-        return render_markdown(advice, rulebook, questions=questions)
-    return render_text(advice, rulebook, color=color, questions=questions)
+        return plan_markdown(the_plan, rulebook, why=why, questions=questions)
+    if fmt == "html":
+        return plan_html(the_plan, rulebook, why=why, questions=questions)
+    if fmt == "ics":
+        return the_plan.to_ics()
+    return plan_text(the_plan, rulebook, color=color, why=why, questions=questions)
 
 
 def render_explanation(

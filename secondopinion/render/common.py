@@ -6,10 +6,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..explain import Explanation, direct_reasons, value_text
-from ..recommendations import Recommendation, SetDeadline, SourceRef
+from ..plan import PlanAction, PlanField
+from ..recommendations import Priority, Recommendation, SetDeadline, SourceRef
 from ..rulebook import Rulebook
 
-__all__ = ["details", "document_titles", "kind_label", "reasons", "source_line", "sources", "value_text"]
+__all__ = [
+    "details",
+    "document_titles",
+    "kind_label",
+    "reasons",
+    "short_values",
+    "show_detail",
+    "source_line",
+    "source_title",
+    "source_titles",
+    "sources",
+    "value_text",
+]
 
 
 def _label(name: str) -> str:
@@ -82,3 +95,38 @@ def document_titles(explanation: Explanation, rulebook: Rulebook | None) -> dict
     if rulebook is not None:
         titles.update({f: d.title for f, d in rulebook.documents.items()})
     return titles
+
+
+def source_title(src: SourceRef, rulebook: Rulebook | None) -> str:
+    """One source for a reader: 'Guide title, "section"', never the document's file name.
+
+    Without a rulebook the shipped rules' document titles are used; a document
+    neither knows is called "a source guide".
+    """
+    book = rulebook
+    if book is None:
+        from ..advisor import default_advisor
+
+        book = default_advisor().rulebook
+    doc = book.documents.get(src.file)
+    name = doc.title if doc is not None else "A source guide"
+    return f'{name}, "{src.section}"'
+
+
+def source_titles(rec: Recommendation, rulebook: Rulebook | None) -> list[str]:
+    """The sources of a recommendation by guide title and section, each once."""
+    return list(dict.fromkeys(source_title(src, rulebook) for src in rec.sources))
+
+
+# Fields whose values are whole sample sentences; the short views show the first one only.
+_SAMPLE_FIELDS = frozenset({"openers"})
+
+
+def show_detail(step_number: int, action: PlanAction) -> bool:
+    """Whether the short views show an action's plain detail: in the first step, and when it is critical."""
+    return step_number == 1 or action.priority is Priority.CRITICAL
+
+
+def short_values(field: PlanField) -> tuple[str, ...]:
+    """A concrete field's values for the short views: sample sentences cut to the first one."""
+    return field.values[:1] if field.name in _SAMPLE_FIELDS else field.values

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..explain import Explanation, WhyNot
+from ..plan import Plan
 from ..questions import NextQuestion
 from ..recommendations import Advice
 
@@ -18,15 +19,21 @@ def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def render_json(advice: Advice, *, questions: Sequence[NextQuestion] | None = None) -> str:
-    """Advice as JSON (see :meth:`Advice.to_json`); with ``questions``, also a ``next_questions`` list.
+def render_json(
+    advice: Advice, *, questions: Sequence[NextQuestion] | None = None, plan: Plan | None = None
+) -> str:
+    """Advice as JSON (see :meth:`Advice.to_json`); with ``plan``, also the ``plan`` (see
+    :meth:`Plan.to_dict`); with ``questions``, also a ``next_questions`` list.
 
-    The extra key does not stop :meth:`Advice.from_json` from reading the text back.
+    The extra keys do not stop :meth:`Advice.from_json` from reading the text back.
     """
-    if questions is None:
+    if questions is None and plan is None:
         return advice.to_json() + "\n"
     data = advice.to_dict()
-    data["next_questions"] = [q.to_dict() for q in questions]
+    if plan is not None:
+        data["plan"] = plan.to_dict()
+    if questions is not None:
+        data["next_questions"] = [q.to_dict() for q in questions]
     return dumps(data)
 
 

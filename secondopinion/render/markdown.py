@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..explain import Check, Explanation, FactNode, RuleNode, RuleOutcome, WhyNot
+from ..plan import Plan
 from ..questions import NextQuestion
 from ..recommendations import Advice
 from ..rulebook import Rulebook
-from .common import details, document_titles, kind_label, reasons, source_line, sources, value_text
+from .common import details, document_titles, kind_label, reasons, source_line, source_titles, sources, value_text
 
-__all__ = ["explanation_markdown", "questions_markdown", "render_markdown", "why_not_markdown"]
+__all__ = ["explanation_markdown", "plan_markdown", "questions_markdown", "render_markdown", "why_not_markdown"]
 
 
 def code(text: str) -> str:
@@ -61,6 +62,69 @@ def render_markdown(
     if questions is not None:
         lines += _questions(questions, "##")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def plan_markdown(
+    plan: Plan,
+    rulebook: Rulebook | None = None,
+    *,
+    why: bool = False,
+    questions: Sequence[NextQuestion] | None = None,
+) -> str:
+    """A plan as Markdown: headline, dates, one section per step, and the questions to bring.
+
+    Every action shows its title, plain detail and concrete fields (values
+    escaped: some come from the case). ``why`` adds the priority, kind,
+    evidence, reasons, guidance ids and sources (by guide title).
+    """
+    lines = ["# Your second opinion plan", "", f"**{escape(plan.headline)}**", ""]
+    dates = []
+    if plan.opinion_by is not None:
+        dates.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+    if plan.decide_by is not None:
+        dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
+    if dates:
+        lines += [" ".join(dates), ""]
+    lines += [f"*{plan.disclaimer}*", ""]
+    if not plan.steps:
+        lines += ["No recommendation for this case yet.", ""]
+    for n, step in enumerate(plan.steps, 1):
+        due = f" (by {_day(step.due)})" if step.due is not None else ""
+        lines += [f"## {n}. {step.title}{due}", ""]
+        for action in step.actions:
+            lines.append(f"- **{escape(action.title)}**  ")
+            lines.append(f"  {escape(action.detail)}")
+            for field in action.fields:
+                if field.sentences:
+                    lines.append(f"  - {field.label}:")
+                    lines += [f"    - {escape(v)}" for v in field.values]
+                else:
+                    lines.append(f"  - {field.label}: {escape(field.text)}")
+            rec = plan.recommendation(action.kind)
+            if why and rec is not None:
+                lines.append(f"  - *Priority:* {rec.priority.value} · *Kind:* `{rec.kind}`")
+                lines += [f"  - *Evidence ({ev.id}):* {ev.figure}" for ev in rec.evidence]
+                lines += [f"  - *Why:* {escape(r)}" for r in reasons(rec, rulebook)]
+                if rec.guidance:
+                    lines.append(f"  - *Guidance:* {', '.join(rec.guidance)}")
+                lines += [f"  - *Source:* {escape(src)}" for src in source_titles(rec, rulebook)]
+        lines.append("")
+    for title, items in (
+        ("Questions to ask the new doctor", plan.doctor_questions),
+        ("Questions to ask your insurer", plan.insurer_questions),
+    ):
+        if items:
+            lines += [f"## {title}", ""] + [f"- {escape(q)}" for q in items] + [""]
+    if questions is not None:
+        lines += _questions(questions, "##", full=why)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _day(day: Any) -> str:
+    return f"{day:%A}, {day:%B} {day.day}"
 
 
 # --------------------------------------------------------------------------- derivation trees
@@ -167,13 +231,16 @@ def why_not_markdown(why: WhyNot) -> str:
 # --------------------------------------------------------------------------- next questions
 
 
-def _questions(questions: Sequence[NextQuestion], level: str) -> list[str]:
+def _questions(questions: Sequence[NextQuestion], level: str, *, full: bool = True) -> list[str]:
     lines = [f"{level} Questions worth asking next", ""]
     if not questions:
         lines += ["None: no answer to an open question would change this advice.", ""]
     for n, q in enumerate(questions, 1):
         about = f"About {q.about}: " if q.about else ""
         marker = f"{n}. "
+        if not full:
+            lines.append(f"{marker}{escape(about + q.question)}")
+            continue
         pad = " " * len(marker)  # sub-items line up with the item's text, as CommonMark needs
         lines.append(f"{marker}**{about}{q.question}** ({code(q.path)})")
         for answer in q.answers:

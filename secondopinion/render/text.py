@@ -12,12 +12,24 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..explain import Check, Explanation, FactNode, Failure, RuleNode, RuleOutcome, WhyNot
+from ..plan import Plan, join_values
 from ..questions import NextQuestion
 from ..recommendations import Advice, Priority
 from ..rulebook import Rulebook
-from .common import details, document_titles, kind_label, reasons, source_line, sources, value_text
+from .common import (
+    details,
+    document_titles,
+    kind_label,
+    reasons,
+    short_values,
+    show_detail,
+    source_line,
+    source_titles,
+    sources,
+    value_text,
+)
 
-__all__ = ["explanation_text", "questions_text", "render_text", "why_not_text"]
+__all__ = ["explanation_text", "plan_text", "questions_text", "render_text", "why_not_text"]
 
 _STYLE = {Priority.CRITICAL: "bold red", Priority.HIGH: "bold yellow", Priority.MEDIUM: "cyan", Priority.LOW: "dim"}
 _OUTCOME_STYLE = {"fired": "green", "held_back": "yellow", "did_not_match": "red", "not_active": "dim"}
@@ -49,12 +61,12 @@ class _Writer:
         self.width = width
         self.console = _console(self.buffer, color, width)
 
-    def say(self, text: str, style: str = "", indent: str = "   ") -> None:
+    def say(self, text: str, style: str = "", indent: str = "   ", hang: str = "  ") -> None:
         wrapped = textwrap.fill(
             text,
             width=self.width,
             initial_indent=indent,
-            subsequent_indent=indent + "  ",
+            subsequent_indent=(indent if not indent.strip() else " " * len(indent)) + hang,
             break_on_hyphens=False,  # keep rule ids such as SEEK-BEFORE-SURGERY whole
             break_long_words=False,
         )
@@ -101,6 +113,92 @@ def render_text(
         out.print()
         _questions(out, questions)
     return out.text()
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def plan_text(
+    plan: Plan,
+    rulebook: Rulebook | None = None,
+    *,
+    color: bool = False,
+    width: int = 100,
+    why: bool = False,
+    questions: Sequence[NextQuestion] | None = None,
+) -> str:
+    """A plan for a terminal: headline, dates, steps with their actions, and the questions to bring.
+
+    To fit a printed page, the plain detail of an action is shown in the first
+    step and for critical actions (see :func:`~secondopinion.render.common.show_detail`),
+    and long sample sentences are cut to the first one. ``why`` shows it all
+    and adds, under each action, its priority, the rules behind it and
+    their reasons, the guidance ids and the sources (by guide title).
+    """
+    out = _Writer(color, width)
+    out.say(f"Your plan: {plan.headline}", "bold", "", "")
+    if _dates(plan):
+        out.say(_dates(plan), "", "", "")
+    out.say(plan.disclaimer, "italic", "", "")
+    for n, step in enumerate(plan.steps, 1):
+        out.print()
+        head = Text(f"{n}. {step.title}", style="bold")
+        if step.due is not None:
+            head.append(f"  (by {step.due:%b} {step.due.day})", style="bold yellow")
+        out.print(head)
+        for action in step.actions:
+            out.say(action.title, "bold" if action.priority.rank <= 1 else "", "   - ", "")
+            if why or show_detail(n, action):
+                out.say(action.detail, "", "     ", "")
+            for field in action.fields:
+                values = field.values if why else short_values(field)
+                out.say(f"{field.label}: {join_values(values)}", "", "     ", "  ")
+            rec = plan.recommendation(action.kind)
+            if why and rec is not None:
+                out.say(f"Priority: {rec.priority.value}; kind: {rec.kind}", "dim", "     ", "  ")
+                for ev in rec.evidence:
+                    out.say(f"Evidence ({ev.id}): {ev.figure}", "dim", "     ", "  ")
+                for reason in reasons(rec, rulebook):
+                    out.say(f"Why: {reason}", "dim", "     ", "  ")
+                if rec.guidance:
+                    out.say(f"Guidance: {', '.join(rec.guidance)}", "dim", "     ", "  ")
+                for src in source_titles(rec, rulebook):
+                    out.say(f"Source: {src}", "dim", "     ", "  ")
+    for number, (title, items) in enumerate(_question_lists(plan)):
+        if number == 0:
+            out.print()
+        out.print(Text(title, style="bold"))
+        for item in items:
+            out.say(item, "", "   - ", "")
+    if not plan.steps and questions is None:
+        out.print()
+        out.say("No recommendation for this case yet.", "", "", "")
+    if questions is not None:
+        out.print()
+        _questions(out, questions, full=why)
+    return out.text()
+
+
+def _dates(plan: Plan) -> str:
+    parts = []
+    if plan.opinion_by is not None:
+        parts.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+    if plan.decide_by is not None:
+        parts.append(f"Decide on treatment by {_day(plan.decide_by)}.")
+    return " ".join(parts)
+
+
+def _day(day: Any) -> str:
+    return f"{day:%A}, {day:%B} {day.day}"
+
+
+def _question_lists(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
+    out = []
+    if plan.doctor_questions:
+        out.append(("Questions to ask the new doctor", plan.doctor_questions))
+    if plan.insurer_questions:
+        out.append(("Questions to ask your insurer", plan.insurer_questions))
+    return out
 
 
 # --------------------------------------------------------------------------- derivation trees
@@ -236,7 +334,8 @@ def _effect(added: Sequence[str], removed: Sequence[str]) -> str:
     return "; ".join(parts)
 
 
-def _questions(out: _Writer, questions: Sequence[NextQuestion]) -> None:
+def _questions(out: _Writer, questions: Sequence[NextQuestion], *, full: bool = True) -> None:
+    """The questions; ``full`` adds each one's case field and what each answer would change."""
     out.print(Text("Questions worth asking next", style="bold"))
     if not questions:
         out.say("None: no answer to an open question would change this advice.", "", "   ")
@@ -245,6 +344,9 @@ def _questions(out: _Writer, questions: Sequence[NextQuestion]) -> None:
         if q.about:
             head.append(f"About {q.about}: ", style="bold")
         head.append(q.question, style="bold")
+        if not full:
+            out.print(head)
+            continue
         head.append(f"  ({q.path})", style="dim")
         out.print(head)
         for answer in q.answers:

@@ -17,7 +17,11 @@ It prints, from one run:
   agreement with the engine on that subset;
 * batch throughput in cases per second, one process and every core;
 * RSS after 10,000 and after 200,000 cases (in a fresh process);
-* with the ``dask`` extra, advise_bag on a LocalCluster with 1 and with 2 worker processes.
+* with the ``dask`` extra, advise_bag on a LocalCluster with 1 and with 2 worker processes;
+* start-up: ``secondopinion advise examples/cases/cancer-surgery.json`` in a fresh process (rule
+  file cache filled, and empty), and ``python -c "import secondopinion"``;
+* ``secondopinion verify`` on the shipped rules (in this process) and, with ``--suite``, the
+  README's test command.
 
 Not collected by pytest (tests/benchmarks/conftest.py ignores this folder); no timing here is a test.
 """
@@ -31,6 +35,8 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,6 +84,13 @@ def summarise(ns: list[int]) -> dict[str, float]:
     }
 
 
+CLOCKS: dict[str, Callable[[], int]] = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
+"""Per-case clocks: wall time, or this thread's CPU time (``--clock cpu``: on a machine shared with
+other work, a time slice lost to another process counts in wall time but not in CPU time)."""
+
+_clock_name = "wall"
+
+
 def time_interleaved(
     runs: Mapping[str, tuple[Callable[[Any], Any], Sequence[Any]]], rounds: int
 ) -> dict[str, list[int]]:
@@ -88,7 +101,7 @@ def time_interleaved(
     GC is disabled during a pass (collected between passes).
     """
     out: dict[str, list[int]] = {name: [] for name in runs}
-    clock = time.perf_counter_ns
+    clock = CLOCKS[_clock_name]
     order = list(runs.items())
     count = min(len(items) for _, items in runs.values())
     for _ in range(rounds):
@@ -381,6 +394,80 @@ def bench_rss(first: int, total: int) -> dict[str, Any]:
     return result
 
 
+def _run_timed(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of a command in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, env=dict(env), cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _medians(samples: list[tuple[float, float]]) -> dict[str, float]:
+    return {
+        "wall_s": statistics.median(w for w, _ in samples),
+        "cpu_s": statistics.median(c for _, c in samples),
+        "min_wall_s": min(w for w, _ in samples),
+        "runs": len(samples),
+    }
+
+
+def bench_startup(runs: int) -> dict[str, Any]:
+    """Cold start of the CLI and of the import, each in a fresh process; medians of ``runs`` runs."""
+    root = HERE.parent.parent
+    script = shutil.which("secondopinion", path=str(Path(sys.executable).parent)) or "secondopinion"
+    advise_argv = [script, "advise", "examples/cases/cancer-surgery.json"]
+    out: dict[str, Any] = {"command": "secondopinion advise examples/cases/cancer-surgery.json"}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "SECONDOPINION_CACHE_DIR": str(Path(tmp) / "cache")}
+        _run_timed(advise_argv, env, root)  # fills the rule file cache (and the .pyc files)
+        out["advise_cached"] = _medians([_run_timed(advise_argv, env, root) for _ in range(runs)])
+        empty = []
+        for n in range(max(3, runs // 3)):
+            env_empty = {**os.environ, "SECONDOPINION_CACHE_DIR": str(Path(tmp) / f"empty-{n}")}
+            empty.append(_run_timed(advise_argv, env_empty, root))
+        out["advise_empty_cache"] = _medians(empty)
+        out["import"] = _medians(
+            [_run_timed([sys.executable, "-c", "import secondopinion"], env, root) for _ in range(runs)]
+        )
+        out["python_alone"] = _medians([_run_timed([sys.executable, "-c", "pass"], env, root) for _ in range(runs)])
+    return out
+
+
+def bench_verify() -> dict[str, Any]:
+    """``secondopinion verify`` on the shipped rules, in this process (the advisor already built)."""
+    from secondopinion.verify import verify
+
+    start = time.perf_counter()
+    cpu = time.process_time()
+    report_ = verify()
+    return {
+        "seconds": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "engine_runs": getattr(report_, "engine_runs", None),
+    }
+
+
+def bench_suite() -> dict[str, Any]:
+    """The README's test command (``python -m pytest -n auto``), wall clock."""
+    root = HERE.parent.parent
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    tail = proc.stdout.strip().splitlines()[-1:] or [""]
+    return {"seconds": seconds, "cpu_s": cpu, "exit_code": proc.returncode, "summary": tail[0]}
+
+
 def _build_default_advisor() -> None:
     secondopinion.default_advisor()
 
@@ -449,6 +536,21 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
     yield f"         {m['platform']}; durable-rules {m['durable_rules']}"
     yield f"         secondopinion {m['secondopinion']} at {m['commit']}"
     yield f"rules:   {m['active_rules']} active rules ({m['engine_rules']} durable rules incl. internal ones)"
+    st = results.get("startup")
+    if st:
+        yield ""
+        yield "start-up, fresh process each run (median wall / median CPU, user + system):"
+        for key, label in (
+            ("advise_cached", f"{st['command']} (rule cache filled)"),
+            ("advise_empty_cache", f"{st['command']} (empty rule cache)"),
+            ("import", 'python -c "import secondopinion"'),
+            ("python_alone", 'python -c "pass" (the interpreter alone)'),
+        ):
+            r = st[key]
+            yield (
+                f"  {label:78} {r['wall_s']:6.3f} s / {r['cpu_s']:6.3f} s"
+                f"  (min {r['min_wall_s']:.3f} s, {r['runs']} runs)"
+            )
     lat = results.get("latency")
     if lat:
         yield ""
@@ -462,6 +564,7 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
                 lat["load_before"][0], lat["load_after"][0]
             )
         )
+        yield f"  per-case clock: {results.get('clock', 'wall')}"
         yield f"  {'':34} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}"
         for key, label in (
             ("advise", "advise()"),
@@ -503,6 +606,17 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
             f"{r[f'rss_after_{first}_mb']:.1f} MB, after {total:,} cases {r[f'rss_after_{total}_mb']:.1f} MB "
             f"(growth {r['growth_mb']:+.2f} MB)"
         )
+    v = results.get("verify")
+    if v:
+        yield ""
+        yield f"secondopinion verify (shipped rules, in process): {v['seconds']:.1f} s wall, {v['cpu_s']:.1f} s CPU"
+    su = results.get("suite")
+    if su:
+        yield ""
+        yield (
+            f"README test command (python -m pytest -n auto): {su['seconds']:.0f} s wall, "
+            f"{su['cpu_s']:.0f} s CPU in all processes, exit {su['exit_code']}: {su['summary']}"
+        )
     d = results.get("dask")
     if d:
         yield ""
@@ -529,7 +643,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    parser.add_argument("--skip", action="append", default=[], choices=["latency", "batch", "rss", "dask"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["startup", "latency", "batch", "rss", "verify", "dask"]
+    )
+    parser.add_argument("--suite", action="store_true", help="also time the README's test command (minutes)")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall", help="per-case clock: wall time or thread CPU time"
+    )
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of advise() and stop")
     parser.add_argument("--rss-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -537,12 +657,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.rss_child:
         print(json.dumps(rss_child(*args.rss_child)))
         return
+    global _clock_name
+    _clock_name = args.clock
     cases = list(random_cases(1000 if args.quick else 5000, seed=SEED))
     if args.profile:
         print(profile(cases))
         return
 
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "clock": args.clock}
+    if "startup" not in args.skip:
+        before = load_average()
+        results["startup"] = bench_startup(5 if args.quick else 15)
+        results["startup"]["load"] = (before[0], load_average()[0])
     if "latency" not in args.skip:
         results["latency"] = bench_latency(cases, rounds=2 if args.quick else 3)
     if "batch" not in args.skip:
@@ -551,6 +677,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["batch"]["load"] = (before[0], load_average()[0])
     if "rss" not in args.skip:
         results["rss"] = bench_rss(2000, 20000) if args.quick else bench_rss(10000, 200000)
+    if "verify" not in args.skip:
+        results["verify"] = bench_verify()
+    if args.suite:
+        results["suite"] = bench_suite()
     if "dask" not in args.skip:
         before = load_average()
         results["dask"] = bench_dask(2000 if args.quick else 20000)
