@@ -7,6 +7,7 @@ module-level :func:`advise` uses one shared advisor on the shipped rules.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ class Trace:
     session: SessionResult
     recommendations: tuple[Recommendation, ...]
     suppressed: tuple[Derivation, ...]
+    rule_order: Mapping[str, int] = attrs.field(factory=dict, eq=False, repr=False)
+    """Each rule's position in the rulebook: merged advice is built in this order, not firing order."""
 
     @property
     def fired(self) -> frozenset[str]:
@@ -95,6 +98,35 @@ class _Prepared:
     unless: tuple[Unless, ...]
 
 
+def _canonical_fids(derived: Sequence[Any]) -> dict[str, str]:
+    """Derived fact ids that do not depend on the order the engine derived them in.
+
+    The engine numbers derived facts per type in the order they appear, which follows the
+    order facts were asserted. Numbered instead by their content (each derived fact's
+    content is unique per type), the advice is the same whatever that order. Only the ids
+    that change are returned.
+    """
+    by_type: dict[str, list[Any]] = {}
+    for d in derived:
+        by_type.setdefault(d.type, []).append(d)
+    rename: dict[str, str] = {}
+    for fact_type, facts in by_type.items():
+        if len(facts) < 2:
+            continue
+        ordered = sorted(facts, key=lambda d: json.dumps(d.attributes, sort_keys=True, default=str))
+        for number, d in enumerate(ordered, 1):
+            fid = f"{fact_type}#{number}"
+            if fid != d.fid:
+                rename[d.fid] = fid
+    return rename
+
+
+def _renamed(derivation: Derivation, rename: Mapping[str, str]) -> Derivation:
+    if not rename or not any(v in rename for v in derivation.matched.values()):
+        return derivation
+    return Derivation(derivation.rule_id, {k: rename.get(v, v) for k, v in derivation.matched.items()})
+
+
 class Advisor:
     """Advises on cases with one rulebook.
 
@@ -109,6 +141,7 @@ class Advisor:
             r for r in self.rulebook.rules if r.status == "active" or (include_drafts and r.status == "draft")
         )
         self._by_id = {r.id: r for r in self.rules}
+        self._order = {r.id: n for n, r in enumerate(self.rules)}
         self._prepared = {r.id: self._prepare(r, r.then) for r in self.rules if isinstance(r.then, Recommend)}
         compiled = compile_rules(self.rules)
         try:
@@ -146,7 +179,7 @@ class Advisor:
             bindings = {name: by_fid[fid] for name, fid in firing.matched.items()}
             fields = {name: resolve(value, bindings) for name, value in prepared.fields}
             recs.append(prepared.cls(**prepared.common, derivation=(_derivation(firing),), **fields))
-        return Trace(checked, session, tuple(recs), tuple(suppressed))
+        return Trace(checked, session, tuple(recs), tuple(suppressed), self._order)
 
     def _prepare(self, rule: Rule, spec: Recommend) -> _Prepared:
         common = {
@@ -166,14 +199,40 @@ class Advisor:
     @staticmethod
     def advice_from(trace: Trace) -> Advice:
         """Build the Advice of a traced run."""
-        derived = tuple(
-            DerivedFactRecord(d.fid, d.type, dict(d.attributes), tuple(_derivation(f) for f in d.derivations))
-            for d in trace.session.derived
+        rename = _canonical_fids(trace.session.derived)
+        derived = sorted(
+            (
+                DerivedFactRecord(
+                    rename.get(d.fid, d.fid),
+                    d.type,
+                    dict(d.attributes),
+                    tuple(
+                        sorted(
+                            (_renamed(_derivation(f), rename) for f in d.derivations),
+                            key=lambda x: (x.rule_id, sorted(x.matched.items())),
+                        )
+                    ),
+                )
+                for d in trace.session.derived
+            ),
+            key=lambda d: (d.type, int(d.fid.rpartition("#")[2])),
+        )
+        recs: Sequence[Recommendation] = trace.recommendations
+        suppressed: tuple[Derivation, ...] = trace.suppressed
+        if rename:
+            recs = [attrs.evolve(r, derivation=tuple(_renamed(d, rename) for d in r.derivation)) for r in recs]
+            suppressed = tuple(_renamed(d, rename) for d in suppressed)
+        # Rulebook order, then the (canonical) facts matched: the same advice whatever order the
+        # engine fired in (merging keeps the first of equals for titles and lists).
+        order = trace.rule_order
+        recs = sorted(
+            recs,
+            key=lambda r: (order.get(r.derivation[0].rule_id, len(order)), sorted(r.derivation[0].matched.items())),
         )
         return Advice(
-            recommendations=merge_recommendations(trace.recommendations),
-            derived_facts=derived,
-            suppressed=trace.suppressed,
+            recommendations=merge_recommendations(recs),
+            derived_facts=tuple(derived),
+            suppressed=suppressed,
         )
 
     def check_examples(self, rules: Sequence[Rule] | None = None) -> list[ExampleFailure]:

@@ -69,8 +69,8 @@ EXPECTED: dict[str, Expected] = {
     ),
     "short-deadline.json": Expected(
         "timing",
-        ("set_deadline", "seek_second_opinion", "act_quickly"),
-        frozenset({"ask_about_alternatives", "gather_records"}),
+        ("set_deadline", "seek_second_opinion", "ask_about_alternatives"),
+        frozenset({"gather_records", "send_original_materials"}),
         frozenset({"second_opinion_optional"}),
     ),
     "rare-condition-far-away.json": Expected(
@@ -122,9 +122,12 @@ EXPECTED: dict[str, Expected] = {
     ),
     "three-opinions.json": Expected(
         "after_the_opinions",
-        ("get_another_opinion",),
-        frozenset({"reflect_before_more_opinions", "resolve_conflict", "choose_independent_doctor"}),
-        frozenset({"proceed_with_confidence", "seek_second_opinion"}),
+        ("choose_independent_doctor",),
+        # Three opinions: reflect first (G49); differently worded diagnoses are checked with the
+        # doctors, not counted as a conflict; agreement from the same place and a remote service is
+        # not independent.
+        frozenset({"reflect_before_more_opinions", "clarify_diagnoses", "be_seen_in_person"}),
+        frozenset({"proceed_with_confidence", "seek_second_opinion", "get_another_opinion", "resolve_conflict"}),
     ),
 }
 
@@ -205,7 +208,7 @@ def test_cancer_surgery_full_set() -> None:
     assert _field(advice, "set_deadline", "decide_within_days") == 30
     assert _field(advice, "set_deadline", "get_opinion_within_days") == 23
     assert set(_field(advice, "expert_review", "reviewers")) == {"pathologist", "radiologist"}
-    assert [e.id for e in advice.by_kind("expert_review").evidence] == ["E1"]  # type: ignore[union-attr]
+    assert [e.id for e in advice.by_kind("prefer_cancer_center").evidence] == ["E1"]  # type: ignore[union-attr]
     assert "E3" in {e.id for e in advice.by_kind("seek_second_opinion").evidence}  # type: ignore[union-attr]
     documents = " / ".join(_field(advice, "gather_records", "documents"))
     assert "pathology report" in documents and "medicines" in documents
@@ -245,7 +248,7 @@ def test_rare_condition_far_away_resolves_t1() -> None:
     assert _field(advice, "find_condition_specialist", "expect_it_to_take_time") is True
     assert any("records and scans" in o for o in _field(advice, "consider_remote_opinion", "options"))
     assert advice.by_kind("be_seen_in_person").priority is Priority.MEDIUM  # type: ignore[union-attr]
-    assert any("online" in q for q in _field(advice, "check_insurance", "questions"))
+    assert any("internet" in q for q in _field(advice, "check_insurance", "questions"))
     assert _field(advice, "act_quickly", "before_treatment_starts") is False
 
 
@@ -288,7 +291,10 @@ def test_doctor_objects() -> None:
 
 def test_spine_surgery() -> None:
     advice = _advise("spine-surgery.json")
-    assert set(_field(advice, "consult_specialties", "specialties")) == SPINE_SPECIALTIES
+    # The first opinion came from an orthopedic surgeon: that kind of doctor is not suggested again.
+    assert set(_field(advice, "consult_specialties", "specialties")) == {
+        s for s in SPINE_SPECIALTIES if not s.startswith("orthopedic")
+    }
     assert advice.by_kind("consult_specialties").priority is Priority.HIGH  # type: ignore[union-attr]
     assert advice.by_kind("be_seen_in_person").priority is Priority.MEDIUM  # type: ignore[union-attr]
     questions = _field(advice, "prepare_questions", "questions")

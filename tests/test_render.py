@@ -188,7 +188,7 @@ def test_markdown_keeps_case_text_inert() -> None:
         ],
     }
     advice = default_advisor().advise(case)
-    rec = advice.by_kind("resolve_conflict")
+    rec = advice.by_kind("clarify_diagnoses")
     assert rec is not None
     md = render_explanation(explain(advice, rec, case=case), "markdown")
     assert "<script>" not in md.replace("`<script>x</script>`", "")

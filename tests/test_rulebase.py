@@ -154,13 +154,13 @@ def test_evidence_ids_are_only_evidence() -> None:
         assert not rule.evidence or rule.recommends, f"{rule.id}: evidence only goes with a recommendation"
     for eid in evidence_ids:
         assert any(eid in r.evidence for r in BOOK.active if r.recommends), f"{eid} backs no recommendation"
-    expert = BOOK.rule("CANCER-EXPERT-REVIEW")
-    assert "E1" in expert.evidence and expert.recommends == "expert_review"
+    centre = BOOK.rule("CANCER-CENTER")
+    assert "E1" in centre.evidence and centre.recommends == "prefer_cancer_center"
 
 
 def test_evidence_travels_with_the_recommendation_it_supports() -> None:
     advice = secondopinion.advise({"diagnosis": {"cancer": "yes", "seriousness": "serious"}})
-    review = advice.by_kind("expert_review")
+    review = advice.by_kind("prefer_cancer_center")
     assert review is not None
     assert [e.id for e in review.evidence] == ["E1"]
     assert "43%" in review.evidence[0].figure
@@ -205,7 +205,7 @@ def test_t1_remote_review_in_person_exam_and_coverage_check() -> None:
     far = secondopinion.advise({**base, "patient": {"travel": "hard"}})
     assert "consider_remote_opinion" in far.kinds and "be_seen_in_person" not in far.kinds
     coverage = far.by_kind("check_insurance")
-    assert coverage is not None and any("online" in q for q in coverage.questions)  # type: ignore[attr-defined]
+    assert coverage is not None and any("internet" in q for q in coverage.questions)  # type: ignore[attr-defined]
 
     far_exam = secondopinion.advise({**base, "diagnosis": {"seriousness": "serious", "spine": "yes"},
                                      "patient": {"travel": "hard"}})
@@ -220,7 +220,7 @@ def test_t1_remote_review_in_person_exam_and_coverage_check() -> None:
 
     given = secondopinion.advise({"opinions": [{"mode": "in_person"}, {"mode": "remote"}]})
     check = given.by_kind("check_insurance")
-    assert check is not None and any("online" in q for q in check.questions)  # type: ignore[attr-defined]
+    assert check is not None and any("internet" in q for q in check.questions)  # type: ignore[attr-defined]
 
 
 def test_t3_agreement_leaves_a_third_opinion_open_only_as_a_low_note() -> None:

@@ -56,7 +56,7 @@ def test_an_item_without_active_rules_shows_as_untraced() -> None:
 def test_evidence_and_tensions_sections() -> None:
     text = render_matrix(BOOK)
     (e1,) = [line for line in text.splitlines() if line.startswith("| E1 |")]
-    assert "`CANCER-EXPERT-REVIEW`" in e1 and "`expert_review`" in e1
+    assert "`CANCER-CENTER`" in e1 and "`prefer_cancer_center`" in e1
     for tid, tension in BOOK.tensions.items():
         (row,) = [line for line in text.splitlines() if line.startswith(f"| {tid} |")]
         assert all(f"`{rid}`" in row for rid in tension.rules)
