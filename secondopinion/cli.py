@@ -330,13 +330,58 @@ def verify_command(
     drafts: Annotated[
         bool, typer.Option("--drafts/--no-drafts", help="Also verify draft rules (their findings are warnings).")
     ] = False,
+    only: Annotated[
+        bool, typer.Option("--only", help="Verify the --rules packs alone, without the shipped rules.")
+    ] = False,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="SEVERITY_OR_KIND",
+            help="Findings that make the run fail (exit 1): a severity (error, warning, info) or a finding kind "
+            "such as gap or redundant-rule (repeatable) [default: error].",
+        ),
+    ] = None,
 ) -> None:
-    """Verify the rule base (dead rules, conflicts, gaps, coverage, ...); exit 1 on any error-level finding."""
-    from .verify import verify
+    """Verify the rule base (dead rules, conflicts, gaps, coverage, ...).
 
-    report = verify(load_rulebook(rules), include_drafts=drafts)
-    typer.echo(report.to_json() if fmt is ListFormat.json else report.to_text(), nl=fmt is ListFormat.json)
-    if not report.ok:
+    Exit 0 when no finding fails the run, 1 when one does (or a rule file is
+    wrong), 2 for a usage error.
+    """
+    from .verify import KIND_DESCRIPTIONS, verify
+
+    names = fail_on or ["error"]
+    unknown = sorted(set(names) - {"error", "warning", "info"} - set(KIND_DESCRIPTIONS))
+    if unknown:
+        fail(f"--fail-on: unknown severity or finding kind: {', '.join(unknown)}", 2)
+    if only and not rules:
+        fail("--only needs at least one --rules PATH", 2)
+    for path in rules or []:
+        if not path.exists():
+            fail(f"no such rule file or folder: {path}", 2)
+    try:
+        book = Rulebook.load(*(rules or []), shipped=not only)
+    except RuleFileError as exc:
+        if fmt is ListFormat.json:
+            problems = [
+                {"file": p.file, "line": p.line, "rule_id": p.rule_id, "message": p.message} for p in exc.problems
+            ]
+            typer.echo(json.dumps({"ok": False, "load_errors": problems, "findings": []}, indent=2))
+            raise typer.Exit(1) from None
+        fail(str(exc), 1)
+    try:
+        report = verify(book, include_drafts=drafts)
+    except Exception as exc:  # a bug in the analysis must not print a traceback
+        fail(f"verify could not finish ({type(exc).__name__}); please report this with the rule files", 1)
+    failing = report.failing(names)
+    if fmt is ListFormat.json:
+        data = report.to_dict()
+        data["fail_on"] = list(names)
+        data["failing"] = len(failing)
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(report.to_text(), nl=False)
+    if failing:
         raise typer.Exit(1)
 
 

@@ -32,6 +32,7 @@ valid case, is itself reported.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -42,7 +43,7 @@ from typing import Any, Literal
 import attrs
 
 from .advisor import Advisor, Trace
-from .case import Case, Domain, case_fact_types, case_facts, load_case
+from .case import Case, CaseError, Domain, case_fact_types, case_facts, load_case
 from .compiler import compile_rules
 from .engine import Engine, EngineError
 from .recommendations import KINDS
@@ -105,12 +106,19 @@ class Finding:
             "message": self.message,
             "witness": _plain(self.witness) if self.witness is not None else None,
             "confirmed": self.confirmed,
-            "region": {k: list(v) for k, v in self.region.items()} if self.region is not None else None,
+            "region": {k: [_json_value(x) for x in v] for k, v in self.region.items()}
+            if self.region is not None
+            else None,
         }
 
     def __str__(self) -> str:
         rules = f" [{', '.join(self.rule_ids)}]" if self.rule_ids else ""
         return f"{self.severity}: {self.kind}{rules}: {self.message}"
+
+
+def _json_value(value: Any) -> Any:
+    """A region value for JSON: an absent attribute is ``null``."""
+    return None if value is ABSENT else value
 
 
 def _plain(value: Any) -> Any:
@@ -148,6 +156,19 @@ class Report:
     def of_kind(self, kind: str) -> tuple[Finding, ...]:
         """The findings of one kind."""
         return tuple(f for f in self.findings if f.kind == kind)
+
+    def failing(self, fail_on: Iterable[str] = ("error",)) -> tuple[Finding, ...]:
+        """The findings that fail a run: those whose severity or kind is named in ``fail_on``.
+
+        ``fail_on`` holds severities (``error``, ``warning``, ``info``) and
+        finding kinds (``gap``, ``redundant-rule``, ...); an unknown name is a
+        ``ValueError``.
+        """
+        names = set(fail_on)
+        unknown = sorted(names - set(_SEVERITY_RANK) - set(KIND_DESCRIPTIONS))
+        if unknown:
+            raise ValueError(f"unknown severity or finding kind: {', '.join(unknown)}")
+        return tuple(f for f in self.findings if f.severity in names or f.kind in names)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form of this report."""
@@ -217,7 +238,6 @@ Atom = tuple[Any, ...]
 _CASE_TYPES = case_fact_types()
 _SINGLETONS = frozenset(t for t in _CASE_TYPES if t != "opinion")
 _MAX_OPINIONS = 6
-_PAIR_OPINIONS = 3  # conflicts, redundancy and coverage are searched with up to this many opinions
 _MAX_PLANS = 4000
 
 
@@ -291,8 +311,31 @@ class _Model:
         self.ints = sorted(i for i in ints if i >= 0)
         fresh = [f"other {c}" for c in "abcd" if f"other {c}" not in texts]
         self.texts: list[Any] = [*sorted(texts), *fresh]
-        self.opinion_counts = sorted({0, 1, 2, 3} | {c for c in counts if 0 <= c <= _MAX_OPINIONS})
-        self.small_counts = [n for n in self.opinion_counts if n <= _PAIR_OPINIONS]
+        for rule in self.rules:  # a rule that matches k opinions needs k of them (and k + 1 to tell them apart)
+            need = self._opinions_needed(rule.when, frozenset({rule.id}))
+            counts.update((need, need + 1))
+        self.opinion_counts = [
+            c for c in sorted({0, 1, 2, 3} | {c for c in counts if 0 <= c <= _MAX_OPINIONS}) if _valid_count(c)
+        ]
+        self.small_counts = self.opinion_counts
+        self._domains: dict[tuple[str, str], list[Any]] = {}
+
+    def _opinions_needed(self, patterns: Sequence[Pattern], stack: frozenset[str]) -> int:
+        """How many opinions one instance of these patterns matches at most (through derived facts too)."""
+        need = 0
+        for pattern in patterns:
+            if pattern.fact == "opinion":
+                need += 1
+            elif pattern.fact not in _CASE_TYPES:
+                need += max(
+                    (
+                        self._opinions_needed(p.when, stack | {p.id})
+                        for p in self.producers.get(pattern.fact, ())
+                        if p.id not in stack
+                    ),
+                    default=0,
+                )
+        return need
 
     def _all_pattern_lists(self) -> Iterator[Sequence[Pattern]]:
         for rule in self.rules:
@@ -307,16 +350,21 @@ class _Model:
     def domain(self, slot: Slot) -> list[Any]:
         """Candidate values of a slot, the case model's default first."""
         fact, _, attr = slot
+        cached = self._domains.get((fact, attr))
+        if cached is not None:
+            return list(cached)
         domain: Domain = _CASE_TYPES[fact][attr]
         if isinstance(domain, tuple):
             values = list(domain)
             if "unknown" in values:
                 values.remove("unknown")
                 values.insert(0, "unknown")
-            return values
-        if domain == "int":
-            return [ABSENT, *self.ints]
-        return [ABSENT, *self.texts]
+        else:
+            # only values the case model accepts: a witness must be a valid case
+            candidates = self.ints if domain == "int" else self.texts
+            values = [ABSENT, *(v for v in candidates if _valid_value(fact, attr, v))]
+        self._domains[(fact, attr)] = values
+        return list(values)
 
     # ------------------------------------------------------------------ plans
 
@@ -652,6 +700,73 @@ class _Model:
                     return n, found
         return None
 
+    def effective_options(self, rule: Rule, n: int, rename: Mapping[Slot, Slot] | None = None) -> list[Any]:
+        """The ways a rule can fail to give its advice for ``n`` opinions.
+
+        Each option is ("nogood", alternatives): none of the rule's ``when``
+        alternatives holds; or ("hold", atoms): one alternative of its
+        ``unless`` holds (the rule may fire but is held back). ``rename``
+        moves the atoms to other slots (the second case of a pair).
+        """
+        whens = [_rename_atoms(a.atoms, rename) for a in self.rule_alts(rule, n)]
+        options: list[Any] = [("nogood", whens)]
+        if whens:
+            options.extend(("hold", _rename_atoms(u.atoms, rename)) for u in self.unless_alts(rule, n))
+        return options
+
+    def solve_without(
+        self,
+        n: int,
+        positive: Sequence[Atom],
+        rules: Sequence[Rule],
+        *,
+        rename: Mapping[Slot, Slot] | None = None,
+        budget: int = 3_000,
+    ) -> dict[Slot, Any] | None:
+        """An assignment meeting ``positive`` on which none of ``rules`` advises (exactly, ``unless`` included).
+
+        A rule does not give its advice when its ``when`` fails or one of its
+        ``unless`` entries holds; the search picks one of these for each rule
+        in turn and prunes as soon as the choices so far have no solution.
+        Raises :class:`_TooBig` past ``budget`` solver calls.
+        """
+        options = [self.effective_options(rule, n, rename) for rule in rules]
+        calls = 0
+
+        def search(i: int, atoms: list[Atom], nogoods: list[Sequence[Atom]]) -> dict[Slot, Any] | None:
+            nonlocal calls
+            calls += 1
+            if calls > budget:
+                raise _TooBig
+            found = self.solve(n, atoms, nogoods)
+            if found is None or i == len(options):
+                return found
+            for tag, payload in options[i]:
+                if tag == "nogood":
+                    result = search(i + 1, atoms, [*nogoods, *payload])
+                else:
+                    result = search(i + 1, [*atoms, *payload], nogoods)
+                if result is not None:
+                    return result
+            return None
+
+        return search(0, list(positive), [])
+
+    def first_without(
+        self, ns: Iterable[int], positives_for: Any, rules: Sequence[Rule], *, goal: str
+    ) -> tuple[int, dict[Slot, Any]] | None:
+        """The first (n, assignment) where one of the positive conjunctions holds and none of ``rules`` advises."""
+        for n in ns:
+            for positive in positives_for(n):
+                try:
+                    found = self.solve_without(n, positive, rules)
+                except _TooBig:
+                    self.limited.add(goal)
+                    continue
+                if found is not None:
+                    return n, found
+        return None
+
     def witness(self, n: int, assignment: Mapping[Slot, Any]) -> dict[str, Any]:
         """The case (as a dict) an assignment describes; unassigned attributes keep their defaults."""
         case: dict[str, Any] = {}
@@ -695,6 +810,27 @@ class _Model:
         return False
 
 
+@functools.cache
+def _valid_value(fact: str, attr: str, value: Any) -> bool:
+    """Whether the case model accepts this value for one attribute (limits included)."""
+    part = {attr: value}
+    try:
+        load_case({"opinions": [part]} if fact == "opinion" else {fact: part})
+    except CaseError:
+        return False
+    return True
+
+
+@functools.cache
+def _valid_count(n: int) -> bool:
+    """Whether the case model accepts a case with ``n`` opinions."""
+    try:
+        load_case({"opinions": [{} for _ in range(n)]})
+    except CaseError:
+        return False
+    return True
+
+
 def _attr_expr(bound: tuple[Any, ...], attr: str) -> Expr:
     if bound[0] == "case":
         return ("b", bound[1], attr, 0)
@@ -707,6 +843,37 @@ def _literals(cond: Condition) -> Iterator[Any]:
         yield from cond.value
     elif not isinstance(cond.value, Ref) and cond.op != "exists":
         yield cond.value
+
+
+def _rename_expr(expr: Any, rename: Mapping[Slot, Slot]) -> Any:
+    if isinstance(expr, tuple) and expr and expr[0] == "s" and expr[1] in rename:
+        return ("s", rename[expr[1]], expr[2])
+    return expr
+
+
+def _rename_atom(atom: Atom, rename: Mapping[Slot, Slot]) -> Atom:
+    tag = atom[0]
+    if tag == "or":
+        return ("or", tuple(tuple(_rename_atom(a, rename) for a in alt) for alt in atom[1]))
+    if tag == "and":
+        return ("and", tuple(_rename_atom(a, rename) for a in atom[1]))
+    if tag == "differ":
+        return (
+            "differ",
+            tuple(_rename_expr(e, rename) for e in atom[1]),
+            tuple(_rename_expr(e, rename) for e in atom[2]),
+        )
+    if tag in ("member", "outside"):
+        return (tag, _rename_expr(atom[1], rename), atom[2])
+    _, left, op, right = atom
+    return ("cmp", _rename_expr(left, rename), op, _rename_expr(right, rename))
+
+
+def _rename_atoms(atoms: Sequence[Atom], rename: Mapping[Slot, Slot] | None) -> tuple[Atom, ...]:
+    """Atoms with some slots replaced by others (no change without ``rename``)."""
+    if not rename:
+        return tuple(atoms)
+    return tuple(_rename_atom(a, rename) for a in atoms)
 
 
 def _ground_expr(expr: Any, keys: Mapping[str, str], where: Mapping[str, int], n: int) -> Any:
@@ -915,7 +1082,14 @@ class _Verifier:
         key = _case_key(case)
         if key in self.runs:
             return self.runs[key]
-        checked = load_case(dict(case))
+        try:
+            checked = load_case(dict(case))
+        except CaseError:
+            # the analysis built a case the case model refuses: no claim rests on it
+            self.model.limited.add("witness")
+            refused = _Run(case, 0, {}, None, None)
+            self.runs[key] = refused
+            return refused
         n, values = self.model.slots_of_case(checked)
         trace: Trace | None = None
         error: str | None = None
@@ -958,6 +1132,7 @@ class _Verifier:
         self.check_gaps()
         self.check_corpus()
         self.check_runs()
+        self.fold_dead_examples()
         for goal in sorted(self.model.limited):
             self.add(
                 "analysis-limit",
@@ -965,6 +1140,23 @@ class _Verifier:
                 (goal.split(":")[1],) if ":" in goal else (),
                 f"search limit reached for {goal}",
             )
+
+    def fold_dead_examples(self) -> None:
+        """A dead rule's 'fires' examples cannot fire: say so in the dead-rule finding, not as a second error."""
+        for rule_id, dead in list(self.dead.items()):
+            failing = [
+                f
+                for f in self.findings
+                if f.kind == "example-fails" and f.rule_ids == (rule_id,) and "should fire" in f.message
+            ]
+            if not failing:
+                continue
+            for finding in failing:
+                self.findings.remove(finding)
+            where = ", ".join(f.message.split(" ")[2] for f in failing)
+            folded = attrs.evolve(dead, message=f"{dead.message} (so its 'fires' example at {where} cannot fire)")
+            self.findings[self.findings.index(dead)] = folded
+            self.dead[rule_id] = folded
 
     def check_metadata(self) -> None:
         book = self.rulebook
@@ -1156,7 +1348,10 @@ class _Verifier:
                         by_slot.setdefault(next(iter(slots)), []).append(atom)
                 for slot, atoms in sorted(by_slot.items()):
                     if not any(all(_truth(a, {slot: v}, n) for a in atoms) for v in model.domain(slot)):
-                        return f": no value of {_path(slot).replace('opinions[0]', 'opinion')} passes all its tests"
+                        return (
+                            f": no value of {_path(slot).replace('opinions[0]', 'opinion')} "
+                            "that the case model allows passes all its tests"
+                        )
         return ""
 
     def check_conflicts(self) -> None:
@@ -1247,35 +1442,20 @@ class _Verifier:
         return True
 
     def check_coverage(self) -> None:
+        """Decide each coverage requirement exactly: a case it matches on which no giver of the kinds is effective."""
         model = self.model
         for cov in self.rulebook.coverage:
             groups = [cov.requires_kinds] if cov.mode == "any" else [(k,) for k in cov.requires_kinds]
             for kinds in groups:
                 givers = [r for r in self.rules if r.recommends in kinds]
-                found = model.first_solution(
-                    model.small_counts,
-                    lambda n, c=cov: model.coverage_alts(c, n),
-                    lambda n, g=givers: [alt for r in g for alt in model.rule_alts(r, n)],
+                found = model.first_without(
+                    model.opinion_counts,
+                    lambda n, c=cov: [a.atoms for a in model.coverage_alts(c, n)],
+                    givers,
                     goal=f"cov:{cov.id}",
                 )
                 if found is not None:
                     self.report_coverage(cov, kinds, model.witness(*found))
-                    continue
-                rng = random.Random(f"{self.seed}:{cov.id}")  # noqa: S311 - seeded sampling, not secrets
-                for _ in range(25):
-                    sample = model.first_solution(
-                        model.opinion_counts[:4],
-                        lambda n, c=cov: model.coverage_alts(c, n),
-                        rng=rng,
-                        also_for=lambda n: self.tested_slots(n),
-                        goal=f"cov:{cov.id}",
-                    )
-                    if sample is None:
-                        break
-                    run = self.run(model.witness(*sample))
-                    if run.trace is not None and not (set(kinds) & run.kinds):
-                        self.report_coverage(cov, kinds, run.case)
-                        break
 
     def report_coverage(self, cov: Coverage, kinds: Sequence[str], witness: Mapping[str, Any]) -> None:
         if f"{cov.id}:{kinds}" in self.coverage_missed:
