@@ -361,7 +361,7 @@ class _Model:
                 values.insert(0, "unknown")
         else:
             # only values the case model accepts: a witness must be a valid case
-            candidates = self.ints if domain == "int" else self.texts
+            candidates: Sequence[Any] = self.ints if domain == "int" else self.texts
             values = [ABSENT, *(v for v in candidates if _valid_value(fact, attr, v))]
         self._domains[(fact, attr)] = values
         return list(values)
