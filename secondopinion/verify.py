@@ -66,6 +66,7 @@ KIND_DESCRIPTIONS: Mapping[str, str] = {
     "cycle": "derived facts that depend on themselves",
     "gap": "a region of cases that gets no recommendation at all",
     "coverage": "a declared coverage requirement is missed",
+    "monotonicity": "raising a declared ordered attribute removes a kind that must not disappear",
     "metadata": "review metadata missing or unknown (examples, sources, guidance ids)",
     "unimplemented-guidance": "guidance items no active rule implements",
     "example-fails": "a rule's own example does not behave as declared",
@@ -96,9 +97,11 @@ class Finding:
     witness: Mapping[str, Any] | None = None
     confirmed: bool | None = None
     region: Mapping[str, tuple[Any, ...]] | None = None
+    witness_after: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form of this finding."""
+        """The JSON-ready form of this finding (``witness_after`` only for findings about a pair of cases)."""
+        extra = {"witness_after": _plain(self.witness_after)} if self.witness_after is not None else {}
         return {
             "kind": self.kind,
             "severity": self.severity,
@@ -109,6 +112,7 @@ class Finding:
             "region": {k: [_json_value(x) for x in v] for k, v in self.region.items()}
             if self.region is not None
             else None,
+            **extra,
         }
 
     def __str__(self) -> str:
@@ -202,6 +206,8 @@ class Report:
                     finding.confirmed
                 ]
                 lines.append(f"    witness ({state}): {json.dumps(_plain(finding.witness), sort_keys=True)}")
+            if finding.witness_after is not None:
+                lines.append(f"    raised to: {json.dumps(_plain(finding.witness_after), sort_keys=True)}")
         counts = {s: sum(1 for f in self.findings if f.severity == s) for s in ("error", "warning", "info")}
         lines.append(
             f"{self.rules_checked} rules checked, {counts['error']} errors, {counts['warning']} warnings, "
@@ -514,34 +520,60 @@ class _Model:
             opinion_keys = [k for k, t in plan.keys.items() if t == "opinion"]
             if opinion_keys and n == 0:
                 continue
-            combos = itertools.product(range(n), repeat=len(opinion_keys))
-            for count, combo in enumerate(combos):
-                if count > 20_000:
-                    self.limited.add(goal)
-                    break
-                where = dict(zip(opinion_keys, combo, strict=True))
-                if any(where[a] == where[b] for a, b in plan.apart):
-                    continue
-                grounded: list[Atom] = []
-                feasible = True
-                for atom in plan.atoms:
-                    g = _ground_atom(atom, plan.keys, where, n)
-                    slots = _atom_slots(g, n)
-                    if not slots:
-                        if not _truth(g, {}, n):
-                            feasible = False
-                            break
-                        continue
-                    grounded.append(g)
-                if not feasible:
-                    continue
-                for conjunction in _dnf(grounded):
-                    key = tuple(sorted(set(conjunction), key=repr))
-                    if key not in seen:
-                        seen[key] = _Alt(key, frozenset(s for a in key for s in _atom_slots(a, n)))
+            self._place(goal, plan, opinion_keys, n, seen)  # past the limit: the goal is marked limited
         result = _minimal(list(seen.values()))
         self._alts[cache_key] = result
         return result
+
+    def _place(
+        self, goal: str, plan: _Plan, opinion_keys: Sequence[str], n: int, seen: dict[tuple[Atom, ...], _Alt]
+    ) -> bool:
+        """Ground one plan for every placement of its opinion patterns on ``n`` opinions (False: too many).
+
+        Each atom is grounded as soon as the opinions it names are placed, so a
+        placement that breaks a test (an index order, a count) is cut off early.
+        """
+        position = {k: i for i, k in enumerate(opinion_keys)}
+        stages: list[list[Atom]] = [[] for _ in range(len(opinion_keys) + 1)]
+        for atom in plan.atoms:
+            named = [position[k] for k in _atom_keys(atom) if k in position]
+            stages[max(named) + 1 if named else 0].append(atom)
+        apart_at: list[list[tuple[str, str]]] = [[] for _ in range(len(opinion_keys) + 1)]
+        for a, b in plan.apart:
+            if a in position and b in position:
+                apart_at[max(position[a], position[b]) + 1].append((a, b))
+        leaves = 0
+
+        def place(depth: int, where: dict[str, int], grounded: list[Atom]) -> bool:
+            nonlocal leaves
+            if any(where[a] == where[b] for a, b in apart_at[depth]):
+                return True
+            added: list[Atom] = []
+            for atom in stages[depth]:
+                g = _ground_atom(atom, plan.keys, where, n)
+                if not _atom_slots(g, n):
+                    if not _truth(g, {}, n):
+                        return True
+                    continue
+                added.append(g)
+            if depth == len(opinion_keys):
+                leaves += 1
+                if leaves > 20_000:
+                    self.limited.add(goal)
+                    return False
+                for conjunction in _dnf([*grounded, *added]):
+                    key = tuple(sorted(set(conjunction), key=repr))
+                    if key not in seen:
+                        seen[key] = _Alt(key, frozenset(s for a in key for s in _atom_slots(a, n)))
+                return True
+            for index in range(n):
+                where[opinion_keys[depth]] = index
+                if not place(depth + 1, where, [*grounded, *added]):
+                    return False
+            del where[opinion_keys[depth]]
+            return True
+
+        return place(0, {}, [])
 
     def rule_alts(self, rule: Rule, n: int) -> list[_Alt]:
         """A rule's ``when`` grounded for ``n`` opinions."""
@@ -589,15 +621,40 @@ class _Model:
             for values in domains.values():
                 rng.shuffle(values)
         constraints: list[tuple[tuple[Slot, ...], bool, Any]] = []  # (slots, positive?, atom or atoms)
+        guards: list[Atom] = []
         for atom in positive:
             slots = tuple(sorted(_atom_slots(atom, n)))
-            if len(slots) == 1:
+            if atom[0] == "ineffective" and len(slots) > 1:
+                guards.append(atom)
+            elif len(slots) == 1:
                 slot = slots[0]
                 domains[slot] = [v for v in domains[slot] if _truth(atom, {slot: v}, n)]
                 if not domains[slot]:
                     return None
             else:
                 constraints.append((slots, True, atom))
+        nogoods = list(nogoods)
+        for guard in guards:  # after every one-slot test has narrowed the domains
+            simple = _simplify_guard(guard, domains, n)
+            if simple is False:
+                return None
+            if simple is True:
+                continue
+            if not simple[2]:  # nothing can hold the rule back: each way it fires is a nogood of its own
+                nogoods.extend(simple[1])
+            else:
+                slots = tuple(sorted(_atom_slots(simple, n)))
+                if len(slots) == 1:
+                    slot = slots[0]
+                    domains[slot] = [v for v in domains[slot] if _truth(simple, {slot: v}, n)]
+                    if not domains[slot]:
+                        return None
+                else:
+                    compiled = tuple(
+                        tuple(tuple((a, frozenset(_atom_slots(a, n))) for a in alt) for alt in alts)
+                        for alts in (simple[1], simple[2])
+                    )
+                    constraints.append((slots, True, ("ineffective", simple[1], simple[2], compiled)))
         for nogood in nogoods:
             per_atom = [(_atom_slots(a, n), a) for a in nogood]
             if all(
@@ -653,6 +710,11 @@ class _Model:
                         if not holds(index):
                             good = False
                             break
+                    elif constraints[index][2][0] == "ineffective" and _guard_broken(
+                        constraints[index][2], assignment, n
+                    ):
+                        good = False
+                        break
                     elif len(free) == 1:
                         other = free[0]
                         kept = []
@@ -700,19 +762,19 @@ class _Model:
                     return n, found
         return None
 
-    def effective_options(self, rule: Rule, n: int, rename: Mapping[Slot, Slot] | None = None) -> list[Any]:
-        """The ways a rule can fail to give its advice for ``n`` opinions.
+    def ineffective(self, rule: Rule, n: int, rename: Mapping[Slot, Slot] | None = None) -> Atom | None:
+        """An atom that holds when the rule does not give its advice for ``n`` opinions (None: it never can).
 
-        Each option is ("nogood", alternatives): none of the rule's ``when``
-        alternatives holds; or ("hold", atoms): one alternative of its
-        ``unless`` holds (the rule may fire but is held back). ``rename``
-        moves the atoms to other slots (the second case of a pair).
+        ``("ineffective", whens, unlesses)`` holds when no alternative of the
+        rule's ``when`` holds, or one of its ``unless`` alternatives does (the
+        rule fires but is held back). ``rename`` moves the atoms to other
+        slots (the second case of a pair).
         """
-        whens = [_rename_atoms(a.atoms, rename) for a in self.rule_alts(rule, n)]
-        options: list[Any] = [("nogood", whens)]
-        if whens:
-            options.extend(("hold", _rename_atoms(u.atoms, rename)) for u in self.unless_alts(rule, n))
-        return options
+        whens = tuple(_rename_atoms(a.atoms, rename) for a in self.rule_alts(rule, n))
+        if not whens:
+            return None
+        unlesses = tuple(_rename_atoms(u.atoms, rename) for u in self.unless_alts(rule, n))
+        return ("ineffective", whens, unlesses)
 
     def solve_without(
         self,
@@ -721,36 +783,17 @@ class _Model:
         rules: Sequence[Rule],
         *,
         rename: Mapping[Slot, Slot] | None = None,
-        budget: int = 3_000,
+        nogoods: Sequence[Sequence[Atom]] = (),
+        budget: int = 200_000,
     ) -> dict[Slot, Any] | None:
         """An assignment meeting ``positive`` on which none of ``rules`` advises (exactly, ``unless`` included).
 
-        A rule does not give its advice when its ``when`` fails or one of its
-        ``unless`` entries holds; the search picks one of these for each rule
-        in turn and prunes as soon as the choices so far have no solution.
-        Raises :class:`_TooBig` past ``budget`` solver calls.
+        Each rule adds one ``ineffective`` constraint to the search, so this is
+        one backtracking search, not one per way the rules can stay silent.
+        Raises :class:`_TooBig` past ``budget`` steps.
         """
-        options = [self.effective_options(rule, n, rename) for rule in rules]
-        calls = 0
-
-        def search(i: int, atoms: list[Atom], nogoods: list[Sequence[Atom]]) -> dict[Slot, Any] | None:
-            nonlocal calls
-            calls += 1
-            if calls > budget:
-                raise _TooBig
-            found = self.solve(n, atoms, nogoods)
-            if found is None or i == len(options):
-                return found
-            for tag, payload in options[i]:
-                if tag == "nogood":
-                    result = search(i + 1, atoms, [*nogoods, *payload])
-                else:
-                    result = search(i + 1, [*atoms, *payload], nogoods)
-                if result is not None:
-                    return result
-            return None
-
-        return search(0, list(positive), [])
+        guards = [g for g in (self.ineffective(rule, n, rename) for rule in rules) if g is not None]
+        return self.solve(n, [*positive, *guards], nogoods, budget=budget)
 
     def first_without(
         self, ns: Iterable[int], positives_for: Any, rules: Sequence[Rule], *, goal: str
@@ -845,6 +888,69 @@ def _literals(cond: Condition) -> Iterator[Any]:
         yield cond.value
 
 
+def _simplify_guard(guard: Atom, domains: Mapping[Slot, Sequence[Any]], n: int) -> Atom | bool:
+    """An ``ineffective`` atom reduced by the slots' domains: True (always holds), False (never), or a smaller atom."""
+
+    def reduce(alt: Sequence[Atom]) -> tuple[Atom, ...] | None:
+        kept: list[Atom] = []
+        for atom in alt:
+            slots = _atom_slots(atom, n)
+            if not slots:
+                if not _truth(atom, {}, n):
+                    return None
+                continue
+            if len(slots) == 1:
+                (slot,) = slots
+                passing = [_truth(atom, {slot: v}, n) for v in domains[slot]]
+                if not any(passing):
+                    return None  # this alternative can never hold
+                if all(passing):
+                    continue  # this test always holds
+            kept.append(atom)
+        return tuple(kept)
+
+    whens = [r for r in (reduce(alt) for alt in guard[1]) if r is not None]
+    unlesses = [r for r in (reduce(alt) for alt in guard[2]) if r is not None]
+    if not whens or any(not u for u in unlesses):
+        return True  # the rule never fires here, or is always held back
+    if any(not w for w in whens) and not unlesses:
+        return False  # the rule always fires here and nothing holds it back
+    return ("ineffective", tuple(whens), tuple(unlesses))
+
+
+def _decided(alt: Sequence[tuple[Atom, frozenset[Slot]]], assignment: Mapping[Slot, Any], n: int) -> bool | None:
+    """Whether a conjunction holds on a partial assignment: True, False, or None (not yet known)."""
+    known = True
+    for atom, slots in alt:
+        if slots <= assignment.keys():
+            if not _truth(atom, assignment, n):
+                return False
+        else:
+            known = False
+    return True if known else None
+
+
+def _guard_broken(guard: Atom, assignment: Mapping[Slot, Any], n: int) -> bool:
+    """Whether a partial assignment already makes the rule give its advice (an ``ineffective`` atom fails).
+
+    ``guard`` is the compiled form :meth:`_Model.solve` builds: each atom with its slots.
+    """
+    whens, unlesses = guard[3]
+    if not any(_decided(alt, assignment, n) is True for alt in whens):
+        return False
+    return all(_decided(alt, assignment, n) is False for alt in unlesses)
+
+
+def _tells_apart(atom: Atom, slot: Slot, low: Any, high: Any, n: int) -> bool:
+    """Whether an atom may hold for one of two values of a slot and not for the other (True when unsure)."""
+    slots = _atom_slots(atom, n)
+    if slot not in slots:
+        return False
+    if len(slots) > 1:
+        return True
+    return _truth(atom, {slot: low}, n) != _truth(atom, {slot: high}, n)
+
+
 def _rename_expr(expr: Any, rename: Mapping[Slot, Slot]) -> Any:
     if isinstance(expr, tuple) and expr and expr[0] == "s" and expr[1] in rename:
         return ("s", rename[expr[1]], expr[2])
@@ -857,6 +963,12 @@ def _rename_atom(atom: Atom, rename: Mapping[Slot, Slot]) -> Atom:
         return ("or", tuple(tuple(_rename_atom(a, rename) for a in alt) for alt in atom[1]))
     if tag == "and":
         return ("and", tuple(_rename_atom(a, rename) for a in atom[1]))
+    if tag == "ineffective":
+        return (
+            tag,
+            tuple(tuple(_rename_atom(a, rename) for a in alt) for alt in atom[1]),
+            tuple(tuple(_rename_atom(a, rename) for a in alt) for alt in atom[2]),
+        )
     if tag == "differ":
         return (
             "differ",
@@ -874,6 +986,15 @@ def _rename_atoms(atoms: Sequence[Atom], rename: Mapping[Slot, Slot] | None) -> 
     if not rename:
         return tuple(atoms)
     return tuple(_rename_atom(a, rename) for a in atoms)
+
+
+def _atom_keys(atom: Any) -> set[str]:
+    """The binding keys an atom (in plan form) refers to."""
+    if isinstance(atom, tuple) and atom:
+        if atom[0] == "b":
+            return {atom[1]}
+        return {k for part in atom for k in _atom_keys(part)}
+    return set()
 
 
 def _ground_expr(expr: Any, keys: Mapping[str, str], where: Mapping[str, int], n: int) -> Any:
@@ -945,6 +1066,8 @@ def _atom_slots(atom: Atom, n: int) -> set[Slot]:
         return {s for alt in atom[1] for a in alt for s in _atom_slots(a, n)}
     if tag == "and":
         return {s for a in atom[1] for s in _atom_slots(a, n)}
+    if tag == "ineffective":
+        return {s for alts in (atom[1], atom[2]) for alt in alts for a in alt for s in _atom_slots(a, n)}
     if tag == "differ":
         return {s for e in (*atom[1], *atom[2]) for s in _expr_slots(e, n)}
     if tag in ("member", "outside"):
@@ -979,6 +1102,9 @@ def _truth(atom: Atom, values: Mapping[Slot, Any], n: int) -> bool:
         return all(_truth(a, values, n) for a in atom[1])
     if tag == "differ":
         return any(_value(x, values) != _value(y, values) for x, y in zip(atom[1], atom[2], strict=True))
+    if tag == "ineffective":
+        fires = any(all(_truth(a, values, n) for a in alt) for alt in atom[1])
+        return not fires or any(all(_truth(a, values, n) for a in alt) for alt in atom[2])
     if tag == "member":
         return _value(atom[1], values) in atom[2]
     if tag == "outside":
@@ -1129,6 +1255,7 @@ class _Verifier:
         self.check_conflicts()
         self.check_redundancy()
         self.check_coverage()
+        self.check_monotonicity()
         self.check_gaps()
         self.check_corpus()
         self.check_runs()
@@ -1456,6 +1583,87 @@ class _Verifier:
                 )
                 if found is not None:
                     self.report_coverage(cov, kinds, model.witness(*found))
+
+    def check_monotonicity(self) -> None:
+        """For each declared order, look for two cases that differ in one step of it and lose a kept kind.
+
+        One step suffices: if a kind is given at a low value and not at a
+        higher one, it is lost at some step between them. The first case
+        must have a rule giving the kind without its ``unless``; the second,
+        the same case with the attribute one step higher, must have none
+        (decided exactly, as for coverage). Both are run through the engine.
+        """
+        model = self.model
+        for mono in self.rulebook.monotonicity:
+            slot: Slot = (mono.fact, 0, mono.attr)
+            raised: Slot = (mono.fact, 1, mono.attr)  # a singleton aspect never uses index 1: the second case
+            values = [v for v in model.domain(slot) if v is not ABSENT]
+            if isinstance(mono.order, tuple):
+                steps = list(itertools.pairwise(mono.order))
+            else:
+                numbers = sorted(values, reverse=mono.order == "decreasing")
+                steps = list(itertools.pairwise(numbers))
+            for kind in mono.keeps_kinds:
+                givers = [r for r in self.rules if r.recommends == kind and r.id not in self.dead]
+                found = self.monotonicity_pair(mono.id, kind, slot, raised, steps, givers)
+                if found is None:
+                    continue
+                giver, n, assignment = found
+                before_values = {s: v for s, v in assignment.items() if s != raised}
+                before = model.witness(n, before_values)
+                after = model.witness(n, {**before_values, slot: assignment[raised]})
+                run_before, run_after = self.run(before), self.run(after)
+                confirmed = (
+                    run_before.trace is not None
+                    and run_after.trace is not None
+                    and kind in run_before.kinds
+                    and kind not in run_after.kinds
+                )
+                self.add(
+                    "monotonicity",
+                    "error" if confirmed else "warning",
+                    (mono.id, giver.id),
+                    f"{mono.description} Raising {mono.attribute} from {assignment[slot]} to "
+                    f"{assignment[raised]} removes {kind} (given by {giver.id}).",
+                    witness=before,
+                    witness_after=after,
+                    confirmed=confirmed,
+                )
+
+    def monotonicity_pair(
+        self,
+        mono_id: str,
+        kind: str,
+        slot: Slot,
+        raised: Slot,
+        steps: Sequence[tuple[Any, Any]],
+        givers: Sequence[Rule],
+    ) -> tuple[Rule, int, dict[Slot, Any]] | None:
+        model = self.model
+        rename = {slot: raised}
+        for n in model.opinion_counts:
+            tests = {
+                rule.id: [a for alt in model.rule_alts(rule, n) + model.unless_alts(rule, n) for a in alt.atoms]
+                for rule in givers
+            }
+            for low, high in steps:
+                step = [("member", ("s", slot, 0), (low,)), ("member", ("s", raised, 0), (high,))]
+                # only a rule with a test that tells the two values apart can stop giving the kind
+                # when the value rises (the rest of the case is the same)
+                turning = [g for g in givers if any(_tells_apart(a, slot, low, high, n) for a in tests[g.id])]
+                for giver in turning:
+                    nogoods = [u.atoms for u in model.unless_alts(giver, n)]
+                    for alt in model.rule_alts(giver, n):
+                        try:
+                            found = model.solve_without(
+                                n, [*alt.atoms, *step], givers, rename=rename, nogoods=nogoods
+                            )
+                        except _TooBig:
+                            model.limited.add(f"mono:{mono_id}")
+                            continue
+                        if found is not None:
+                            return giver, n, found
+        return None
 
     def report_coverage(self, cov: Coverage, kinds: Sequence[str], witness: Mapping[str, Any]) -> None:
         if f"{cov.id}:{kinds}" in self.coverage_missed:
