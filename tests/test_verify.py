@@ -361,3 +361,86 @@ def test_cli_verify_json_never_empty_on_a_loadable_pack(name: str) -> None:
     data = json.loads(result.stdout)
     assert result.returncode == (1 if data["failing"] else 0)
     assert data["findings"]
+
+
+# --------------------------------------------------------------------------- monotonicity
+
+
+def test_monotonicity_defect_is_found_with_a_pair_the_engine_confirms() -> None:
+    book = pack("monotonic")
+    (mono,) = book.monotonicity
+    assert (mono.attribute, mono.keeps_kinds) == ("diagnosis.seriousness", ("seek_second_opinion",))
+    report = verify(book)
+    (finding,) = report.of_kind("monotonicity")
+    assert finding.rule_ids == ("PK-MONO-SERIOUSNESS", "PK-SEEK-SERIOUS")
+    assert finding.severity == "error" and finding.confirmed
+    before = load_case(finding.witness or {})
+    after = load_case(finding.witness_after or {})
+    assert (before.diagnosis.seriousness.value, after.diagnosis.seriousness.value) == ("serious", "life_threatening")
+    assert (
+        attrs.evolve(before, diagnosis=attrs.evolve(before.diagnosis, seriousness=after.diagnosis.seriousness)) == after
+    )
+    advisor = Advisor(book)
+    assert "seek_second_opinion" in advisor.advise(before).kinds
+    assert "seek_second_opinion" not in advisor.advise(after).kinds
+    assert "witness_after" in json.loads(report.to_json())["findings"][0]
+
+
+def test_a_kept_monotonicity_promise_gives_no_finding() -> None:
+    book = pack("monotonic")
+    rule = book.rule("PK-SEEK-SERIOUS")
+    fixed = attrs.evolve(book, rules=(attrs.evolve(rule, unless=()),))
+    assert not verify(fixed).of_kind("monotonicity")
+
+
+def test_monotonicity_on_a_number_attribute(tmp_path: Path) -> None:
+    text = (PACKS / "absent-region.yaml").read_text("utf-8")
+    text += """
+monotonicity:
+  - id: PK-MONO-SOONER
+    description: Less time to decide never takes away the advice to set a date.
+    attribute: treatment.days_to_decide
+    order: decreasing
+    keeps_kinds: [set_deadline]
+  - id: PK-MONO-LATER
+    description: More time to decide never takes away the advice to set a date (false on purpose).
+    attribute: treatment.days_to_decide
+    order: increasing
+    keeps_kinds: [set_deadline]
+"""
+    path = tmp_path / "days.yaml"
+    path.write_text(text, encoding="utf-8")
+    report = verify(Rulebook.load(path, shipped=False))
+    (finding,) = report.of_kind("monotonicity")
+    assert finding.rule_ids[0] == "PK-MONO-LATER" and finding.confirmed
+    days = (
+        load_case(finding.witness or {}).treatment.days_to_decide,
+        load_case(finding.witness_after or {}).treatment.days_to_decide,
+    )
+    assert days == (2, 3)  # the step across the rule's threshold (days_to_decide < 3)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("attribute: opinion.mode\n    order: [in_person, remote]", "not an aspect of a case"),
+        ("attribute: diagnosis.nope\n    order: [a, b]", "unknown attribute 'nope'"),
+        ("attribute: diagnosis.seriousness\n    order: [minor, grave]", "unknown value 'grave'"),
+        ("attribute: diagnosis.seriousness\n    order: increasing", "is a choice"),
+        ("attribute: treatment.days_to_decide\n    order: [a, b]", "is a number"),
+        ("attribute: diagnosis.cancer_type\n    order: increasing", "free text"),
+    ],
+)
+def test_monotonicity_declarations_are_checked_on_load(tmp_path: Path, entry: str, message: str) -> None:
+    from secondopinion.rulebook import RuleFileError
+
+    path = tmp_path / "mono.yaml"
+    path.write_text(
+        f"monotonicity:\n  - id: PK-M\n    description: A test.\n    {entry}\n    keeps_kinds: [seek_second_opinion]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleFileError) as caught:
+        Rulebook.load(path, shipped=False)
+    assert any(message in p.message and (p.line or 0) >= 2 and p.rule_id == "PK-M" for p in caught.value.problems), str(
+        caught.value
+    )
