@@ -385,6 +385,74 @@ def verify_command(
         raise typer.Exit(1)
 
 
+class DiffFormat(str, Enum):
+    """Output formats of ``diff``."""
+
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command("diff")
+def diff_command(
+    rules_before: Annotated[
+        list[Path],
+        typer.Option("--rules-before", metavar="PATH", help="Rule file or folder before the change (repeatable)."),
+    ],
+    rules_after: Annotated[
+        list[Path],
+        typer.Option("--rules-after", metavar="PATH", help="Rule file or folder after the change (repeatable)."),
+    ],
+    cases: Annotated[
+        Path | None,
+        typer.Option("--cases", metavar="FILE", help="Cases as JSON Lines [default: a generated population]."),
+    ] = None,
+    only: Annotated[
+        bool, typer.Option("--only", help="Load the rule paths alone, without the shipped rules.")
+    ] = False,
+    size: Annotated[int, typer.Option("--size", min=1, help="Cases to generate without --cases.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated population.")] = 2026,
+    examples: Annotated[int, typer.Option("--examples", min=0, help="Example cases per change.")] = 3,
+    fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.text,
+    fail_on_change: Annotated[
+        bool, typer.Option("--fail-on-change", help="Exit 1 when any case changes advice.")
+    ] = False,
+) -> None:
+    """Show how a rule change changes the advice on a population of cases."""
+    from .impact import PopulationError, generated_population, impact, read_population
+
+    books = []
+    for paths in (rules_before, rules_after):
+        for path in paths:
+            if not path.exists():
+                fail(f"no such rule file or folder: {path}", 2)
+        try:
+            books.append(Rulebook.load(*paths, shipped=not only))
+        except RuleFileError as exc:
+            fail(str(exc), 1)
+    before, after = books
+    if cases is not None:
+        if not cases.is_file():
+            fail(f"no such file: {cases}", 2)
+        try:
+            population = read_population(cases)
+        except PopulationError as exc:
+            fail(f"{cases}: {exc}", 1)
+        except UnicodeDecodeError:
+            fail(f"{cases} is not UTF-8 text", 1)
+        label = f"{cases}, {len(population)} cases"
+    else:
+        population = generated_population(before, after, size=size, seed=seed)
+        label = f"generated from both rule bases: {size} cases, seed {seed}"
+    report = impact(Advisor(before), Advisor(after), population, population=label, examples=examples)
+    if fmt is DiffFormat.json:
+        typer.echo(report.to_json())
+    else:
+        typer.echo(report.to_markdown() if fmt is DiffFormat.markdown else report.to_text(), nl=False)
+    if fail_on_change and report.changed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")]) -> None:
     """Print a JSON Schema (2020-12): the case format, the advice format or the rule file format."""
