@@ -325,6 +325,7 @@ class _Model:
         ]
         self.small_counts = self.opinion_counts
         self._domains: dict[tuple[str, str], list[Any]] = {}
+        self._stages: dict[int, tuple[_Plan, list[list[Atom]], list[list[tuple[str, str]]]]] = {}
 
     def _opinions_needed(self, patterns: Sequence[Pattern], stack: frozenset[str]) -> int:
         """How many opinions one instance of these patterns matches at most (through derived facts too)."""
@@ -533,15 +534,19 @@ class _Model:
         Each atom is grounded as soon as the opinions it names are placed, so a
         placement that breaks a test (an index order, a count) is cut off early.
         """
-        position = {k: i for i, k in enumerate(opinion_keys)}
-        stages: list[list[Atom]] = [[] for _ in range(len(opinion_keys) + 1)]
-        for atom in plan.atoms:
-            named = [position[k] for k in _atom_keys(atom) if k in position]
-            stages[max(named) + 1 if named else 0].append(atom)
-        apart_at: list[list[tuple[str, str]]] = [[] for _ in range(len(opinion_keys) + 1)]
-        for a, b in plan.apart:
-            if a in position and b in position:
-                apart_at[max(position[a], position[b]) + 1].append((a, b))
+        staged = self._stages.get(id(plan))
+        if staged is None or staged[0] is not plan:
+            position = {k: i for i, k in enumerate(opinion_keys)}
+            stages: list[list[Atom]] = [[] for _ in range(len(opinion_keys) + 1)]
+            for atom in plan.atoms:
+                named = [position[k] for k in _atom_keys(atom) if k in position]
+                stages[max(named) + 1 if named else 0].append(atom)
+            apart_at: list[list[tuple[str, str]]] = [[] for _ in range(len(opinion_keys) + 1)]
+            for a, b in plan.apart:
+                if a in position and b in position:
+                    apart_at[max(position[a], position[b]) + 1].append((a, b))
+            staged = self._stages[id(plan)] = (plan, stages, apart_at)
+        _, stages, apart_at = staged
         leaves = 0
 
         def place(depth: int, where: dict[str, int], grounded: list[Atom]) -> bool:
@@ -988,13 +993,14 @@ def _rename_atoms(atoms: Sequence[Atom], rename: Mapping[Slot, Slot] | None) -> 
     return tuple(_rename_atom(a, rename) for a in atoms)
 
 
-def _atom_keys(atom: Any) -> set[str]:
-    """The binding keys an atom (in plan form) refers to."""
+@functools.lru_cache(maxsize=65_536)
+def _atom_keys(atom: Any) -> frozenset[str]:
+    """The binding keys an atom (in plan form) refers to (cached: plans share their atoms)."""
     if isinstance(atom, tuple) and atom:
         if atom[0] == "b":
-            return {atom[1]}
-        return {k for part in atom for k in _atom_keys(part)}
-    return set()
+            return frozenset((atom[1],))
+        return frozenset(k for part in atom if isinstance(part, tuple) for k in _atom_keys(part))
+    return frozenset()
 
 
 def _ground_expr(expr: Any, keys: Mapping[str, str], where: Mapping[str, int], n: int) -> Any:
