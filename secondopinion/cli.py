@@ -343,11 +343,7 @@ def verify_command(
         ),
     ] = None,
 ) -> None:
-    """Verify the rule base (dead rules, conflicts, gaps, coverage, ...).
-
-    Exit 0 when no finding fails the run, 1 when one does (or a rule file is
-    wrong), 2 for a usage error.
-    """
+    """Verify the rule base (dead rules, conflicts, gaps, coverage, monotonicity, ...); exit 1 on a failing finding."""
     from .verify import KIND_DESCRIPTIONS, verify
 
     names = fail_on or ["error"]

@@ -34,6 +34,7 @@ from .atoms import (
     _attr_expr,
     _dnf,
     _ground_atom,
+    _is_int,
     _literals,
     _minimal,
     _Plan,
@@ -101,7 +102,53 @@ class _Model:
         ]
         self.small_counts = self.opinion_counts
         self._domains: dict[tuple[str, str], list[Any]] = {}
+        self._counts_for: dict[tuple[Any, ...], list[int]] = {}
         self._stages: dict[int, tuple[_Plan, list[list[Atom]], list[list[tuple[str, str]]]]] = {}
+
+    def counts_for(self, rules: Sequence[Rule], patterns: Sequence[Pattern] = ()) -> list[int]:
+        """The opinion counts a search over these rules (and extra patterns) needs: the counts they mention.
+
+        0 to 3, every count their ``opinion_count``, ``remote_opinion_count``
+        or ``index`` tests compare with (and its neighbours), and the number of
+        opinions their patterns match plus one, plus one more for each
+        ``unless`` over opinions (each may need an opinion of its own). Rules
+        they build on through derived facts count too.
+        """
+        key = (tuple(sorted(r.id for r in rules)), tuple(patterns))
+        cached = self._counts_for.get(key)
+        if cached is not None:
+            return cached
+        counts = {0, 1, 2, 3}
+        lists: list[Sequence[Pattern]] = [patterns] if patterns else []
+        seen: set[str] = set()
+        todo = list(rules)
+        unless_opinions = 0
+        while todo:
+            rule = todo.pop()
+            if rule.id in seen:
+                continue
+            seen.add(rule.id)
+            lists.append(rule.when)
+            lists.extend((Pattern("u", u.fact, u.tests),) for u in rule.unless)
+            unless_opinions += sum(1 for u in rule.unless if u.fact == "opinion")
+            for pattern in (*rule.when, *(Pattern("u", u.fact, u.tests) for u in rule.unless)):
+                todo.extend(self.producers.get(pattern.fact, ()))
+        need = 0
+        for pats in lists:
+            need = max(need, self._opinions_needed(pats, frozenset()))
+            for pattern in pats:
+                if pattern.fact not in ("summary", "opinion"):
+                    continue
+                for cond in iter_conditions(pattern.tests):
+                    if pattern.fact == "opinion" and cond.attr != "index":
+                        continue
+                    for value in _literals(cond):
+                        if _is_int(value):
+                            counts.update(value + d for d in (-1, 0, 1, 2))
+        counts.update((need, need + 1, need + unless_opinions + 1))
+        result = [c for c in self.opinion_counts if c in counts]
+        self._counts_for[key] = result
+        return result
 
     def _opinions_needed(self, patterns: Sequence[Pattern], stack: frozenset[str]) -> int:
         """How many opinions one instance of these patterns matches at most (through derived facts too)."""

@@ -48,7 +48,7 @@ def check_conflicts(v: _Verifier) -> None:
 
 def solve_pair(v: _Verifier, a: Rule, b: Rule) -> tuple[int, dict[Slot, Any]] | None:
     model = v.model
-    for n in model.small_counts:
+    for n in model.counts_for((a, b)):
         nogoods = [alt.atoms for alt in model.unless_alts(a, n) + model.unless_alts(b, n)]
         for alt_a in model.rule_alts(a, n):
             for alt_b in model.rule_alts(b, n):
@@ -98,7 +98,7 @@ def check_redundancy(v: _Verifier) -> None:
 def subsumed(v: _Verifier, a: Rule, b: Rule) -> bool:
     """Whether every firing of ``a`` is a firing of ``b`` (over the opinion counts explored)."""
     model = v.model
-    for n in model.small_counts:
+    for n in model.counts_for((a, b)):
         nogoods = [alt.atoms for alt in model.rule_alts(b, n)]
         for alt in model.rule_alts(a, n):
             try:

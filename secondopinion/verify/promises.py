@@ -29,7 +29,7 @@ def check_coverage(v: _Verifier) -> None:
         for kinds in groups:
             givers = [r for r in v.rules if r.recommends in kinds]
             found = model.first_without(
-                model.opinion_counts,
+                model.counts_for(givers, cov.when),
                 lambda n, c=cov: [a.atoms for a in model.coverage_alts(c, n)],
                 givers,
                 goal=f"cov:{cov.id}",
@@ -113,7 +113,7 @@ def monotonicity_pair(
 ) -> tuple[Rule, int, dict[Slot, Any]] | None:
     model = v.model
     rename = {slot: raised}
-    for n in model.opinion_counts:
+    for n in model.counts_for(givers):
         tests = {
             rule.id: [a for alt in model.rule_alts(rule, n) + model.unless_alts(rule, n) for a in alt.atoms]
             for rule in givers
