@@ -46,16 +46,24 @@ def check_conflicts(v: _Verifier) -> None:
                 )
 
 
+_PAIR_STEPS = 20_000  # solver steps for one combination of the two rules' alternatives
+_PAIR_GIVE_UP = 3  # combinations past that budget before the pair is left as an analysis limit
+
+
 def solve_pair(v: _Verifier, a: Rule, b: Rule) -> tuple[int, dict[Slot, Any]] | None:
     model = v.model
+    too_big = 0
     for n in model.counts_for((a, b)):
         nogoods = [alt.atoms for alt in model.unless_alts(a, n) + model.unless_alts(b, n)]
         for alt_a in model.rule_alts(a, n):
             for alt_b in model.rule_alts(b, n):
                 try:
-                    found = model.solve(n, alt_a.atoms + alt_b.atoms, nogoods)
+                    found = model.solve(n, alt_a.atoms + alt_b.atoms, nogoods, budget=_PAIR_STEPS)
                 except _TooBig:
                     model.limited.add(f"pair:{a.id}")
+                    too_big += 1
+                    if too_big >= _PAIR_GIVE_UP:
+                        return None
                     continue
                 if found is not None:
                     return n, found
