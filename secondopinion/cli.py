@@ -545,15 +545,122 @@ def verify_command(
     drafts: Annotated[
         bool, typer.Option("--drafts/--no-drafts", help="Also verify draft rules (their findings are warnings).")
     ] = False,
+    only: Annotated[
+        bool, typer.Option("--only", help="Verify the --rules packs alone, without the shipped rules.")
+    ] = False,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="SEVERITY_OR_KIND",
+            help="Findings that make the run fail (exit 1): a severity (error, warning, info) or a finding kind "
+            "such as gap or redundant-rule (repeatable) [default: error].",
+        ),
+    ] = None,
 ) -> None:
-    """Verify the rule base (dead rules, conflicts, gaps, coverage, ...); exit 1 on any error-level finding."""
-    from .verify import verify
+    """Verify the rule base (dead rules, conflicts, gaps, coverage, monotonicity, ...); exit 1 on a failing finding."""
+    from .verify import KIND_DESCRIPTIONS, verify
 
-    book = load_rulebook(rules)
-    with user_errors():
+    names = fail_on or ["error"]
+    unknown = sorted(set(names) - {"error", "warning", "info"} - set(KIND_DESCRIPTIONS))
+    if unknown:
+        fail(f"--fail-on: unknown severity or finding kind: {', '.join(unknown)}", 2)
+    if only and not rules:
+        fail("--only needs at least one --rules PATH", 2)
+    for path in rules or []:
+        if not path.exists():
+            fail(f"no such rule file or folder: {path}", 2)
+    try:
+        book = Rulebook.load(*(rules or []), shipped=not only)
+    except RuleFileError as exc:
+        if fmt is ListFormat.json:
+            problems = [
+                {"file": p.file, "line": p.line, "rule_id": p.rule_id, "message": p.message} for p in exc.problems
+            ]
+            typer.echo(json.dumps({"ok": False, "load_errors": problems, "findings": []}, indent=2))
+            raise typer.Exit(1) from None
+        fail(str(exc), 1)
+    try:
         report = verify(book, include_drafts=drafts)
-    typer.echo(report.to_json() if fmt is ListFormat.json else report.to_text(), nl=fmt is ListFormat.json)
-    if not report.ok:
+    except Exception as exc:  # a bug in the analysis must not print a traceback
+        fail(f"verify could not finish ({type(exc).__name__}); please report this with the rule files", 1)
+    failing = report.failing(names)
+    if fmt is ListFormat.json:
+        data = report.to_dict()
+        data["fail_on"] = list(names)
+        data["failing"] = len(failing)
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(report.to_text(), nl=False)
+    if failing:
+        raise typer.Exit(1)
+
+
+class DiffFormat(str, Enum):
+    """Output formats of ``diff``."""
+
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command("diff")
+def diff_command(
+    rules_before: Annotated[
+        list[Path],
+        typer.Option("--rules-before", metavar="PATH", help="Rule file or folder before the change (repeatable)."),
+    ],
+    rules_after: Annotated[
+        list[Path],
+        typer.Option("--rules-after", metavar="PATH", help="Rule file or folder after the change (repeatable)."),
+    ],
+    cases: Annotated[
+        Path | None,
+        typer.Option("--cases", metavar="FILE", help="Cases as JSON Lines [default: a generated population]."),
+    ] = None,
+    only: Annotated[
+        bool, typer.Option("--only", help="Load the rule paths alone, without the shipped rules.")
+    ] = False,
+    size: Annotated[int, typer.Option("--size", min=1, help="Cases to generate without --cases.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated population.")] = 2026,
+    examples: Annotated[int, typer.Option("--examples", min=0, help="Example cases per change.")] = 3,
+    fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.text,
+    fail_on_change: Annotated[
+        bool, typer.Option("--fail-on-change", help="Exit 1 when any case changes advice.")
+    ] = False,
+) -> None:
+    """Show how a rule change changes the advice on a population of cases."""
+    from .impact import PopulationError, generated_population, impact, read_population
+
+    books = []
+    for paths in (rules_before, rules_after):
+        for path in paths:
+            if not path.exists():
+                fail(f"no such rule file or folder: {path}", 2)
+        try:
+            books.append(Rulebook.load(*paths, shipped=not only))
+        except RuleFileError as exc:
+            fail(str(exc), 1)
+    before, after = books
+    if cases is not None:
+        if not cases.is_file():
+            fail(f"no such file: {cases}", 2)
+        try:
+            population = read_population(cases)
+        except PopulationError as exc:
+            fail(f"{cases}: {exc}", 1)
+        except UnicodeDecodeError:
+            fail(f"{cases} is not UTF-8 text", 1)
+        label = f"{cases}, {len(population)} cases"
+    else:
+        population = generated_population(before, after, size=size, seed=seed)
+        label = f"generated from both rule bases: {size} cases, seed {seed}"
+    report = impact(Advisor(before), Advisor(after), population, population=label, examples=examples)
+    if fmt is DiffFormat.json:
+        typer.echo(report.to_json())
+    else:
+        typer.echo(report.to_markdown() if fmt is DiffFormat.markdown else report.to_text(), nl=False)
+    if fail_on_change and report.changed:
         raise typer.Exit(1)
 
 

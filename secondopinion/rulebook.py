@@ -40,6 +40,7 @@ __all__ = [
     "Document",
     "Example",
     "GuidanceItem",
+    "Monotonicity",
     "Pattern",
     "Recommend",
     "Ref",
@@ -457,6 +458,31 @@ class Coverage:
     line: int | None = None
 
 
+@attrs.frozen
+class Monotonicity:
+    """A declared monotonicity requirement, checked by ``secondopinion verify``.
+
+    As ``fact.attr`` rises along ``order`` (the other facts of the case
+    unchanged), none of ``keeps_kinds`` that a case gets may disappear.
+    ``order`` lists the values of a choice attribute from lowest to highest,
+    or is ``"increasing"`` or ``"decreasing"`` for a number attribute.
+    """
+
+    id: str
+    description: str
+    fact: str
+    attr: str
+    order: tuple[str, ...] | Literal["increasing", "decreasing"]
+    keeps_kinds: tuple[str, ...]
+    file: str = ""
+    line: int | None = None
+
+    @property
+    def attribute(self) -> str:
+        """The attribute as written in the rule file, such as ``diagnosis.seriousness``."""
+        return f"{self.fact}.{self.attr}"
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -602,6 +628,7 @@ class Rulebook:
     tensions: Mapping[str, Tension]
     incompatible_kinds: tuple[tuple[str, str], ...] = ()
     coverage: tuple[Coverage, ...] = ()
+    monotonicity: tuple[Monotonicity, ...] = ()
 
     @classmethod
     def load(cls, *extra: str | Path, shipped: bool = True) -> Rulebook:
@@ -738,6 +765,15 @@ def _build(files: Sequence[Path]) -> Rulebook:
             elif item is not None:
                 coverage.append(item)
 
+    monotonicity: list[Monotonicity] = []
+    for display, data in loaded:
+        for i, raw in enumerate(data.get("monotonicity", [])):
+            mono = _monotonicity(display, data, i, raw, out)
+            if mono is not None and any(m.id == mono.id for m in monotonicity):
+                out.add(display, mono.line, mono.id, "monotonicity requirement declared twice")
+            elif mono is not None:
+                monotonicity.append(mono)
+
     for tension in tensions.values():
         for rid in tension.rules:
             if rid not in seen:
@@ -757,7 +793,61 @@ def _build(files: Sequence[Path]) -> Rulebook:
         tensions=tensions,
         incompatible_kinds=tuple(incompatible),
         coverage=tuple(coverage),
+        monotonicity=tuple(monotonicity),
     )
+
+
+def _monotonicity(file: str, data: _Map, index: int, raw: Any, out: _Collector) -> Monotonicity | None:
+    """Turn one raw monotonicity requirement into a :class:`Monotonicity`, reporting every mistake."""
+    base = ["monotonicity", index]
+    mid: str = raw["id"]
+    before = len(out.problems)
+
+    def problem(path: Sequence[Any], message: str) -> None:
+        out.add(file, _line_of(data, [*base, *path]), mid, message)
+
+    fact, _, attr = raw["attribute"].partition(".")
+    types = case_fact_types()
+    order: tuple[str, ...] | Literal["increasing", "decreasing"] = (
+        tuple(raw["order"]) if isinstance(raw["order"], list) else raw["order"]
+    )
+    if fact in ("opinion", "summary") or fact not in types:
+        problem(["attribute"], f"{fact!r} is not an aspect of a case (one of: {', '.join(_ASPECTS)})")
+    elif attr not in types[fact]:
+        problem(["attribute"], f"unknown attribute {attr!r} of {fact!r}")
+    else:
+        domain = types[fact][attr]
+        if isinstance(domain, tuple):
+            if not isinstance(order, tuple):
+                problem(["order"], f"{fact}.{attr} is a choice: list its values from lowest to highest")
+            else:
+                for i, value in enumerate(order):
+                    if value not in domain:
+                        allowed = ", ".join(domain)
+                        problem(["order", i], f"unknown value {value!r} for {fact}.{attr} (one of: {allowed})")
+        elif domain == "int":
+            if isinstance(order, tuple):
+                problem(["order"], f"{fact}.{attr} is a number: its order is 'increasing' or 'decreasing'")
+        else:
+            problem(["attribute"], f"{fact}.{attr} is free text, which has no order")
+    for i, kind in enumerate(raw["keeps_kinds"]):
+        if kind not in KINDS:
+            problem(["keeps_kinds", i], f"unknown recommendation kind {kind!r}")
+    if len(out.problems) > before:
+        return None
+    return Monotonicity(
+        id=mid,
+        description=" ".join(raw["description"].split()),
+        fact=fact,
+        attr=attr,
+        order=order,
+        keeps_kinds=tuple(raw["keeps_kinds"]),
+        file=file,
+        line=_line_of(data, base),
+    )
+
+
+_ASPECTS = ("diagnosis", "treatment", "patient", "doctor", "insurance", "records")
 
 
 class _RuleChecker:

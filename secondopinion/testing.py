@@ -58,17 +58,21 @@ __all__ = [
     "ASPECTS",
     "TEXT_VOCABULARY",
     "advice_problems",
+    "aimed_case_dicts",
+    "aimed_cases",
     "assert_advice_sound",
     "assert_cites_sources",
     "assert_consistent",
     "assert_examples_pass",
     "assert_keeps_kinds",
+    "assert_monotone",
     "assert_no_incompatible",
     "case_dicts",
     "cases",
     "diagnoses",
     "doctors",
     "insurances",
+    "monotonicity_problems",
     "opinions",
     "patients",
     "records",
@@ -163,6 +167,39 @@ def case_dicts(*, max_opinions: int = 4, rulebook: Rulebook | None = None) -> _S
 def cases(*, max_opinions: int = 4, rulebook: Rulebook | None = None) -> _Strategy[Case]:
     """Valid :class:`~secondopinion.case.Case` objects (see :func:`case_dicts`)."""
     return case_dicts(max_opinions=max_opinions, rulebook=rulebook).map(load_case)
+
+
+_SAMPLERS: dict[tuple[int, bool], tuple[Rulebook, Any]] = {}
+
+
+def _sampler(rulebook: Rulebook, include_drafts: bool) -> Any:
+    """One :class:`~secondopinion.verify.CaseSampler` per rulebook (a rulebook holds dicts: keyed by identity)."""
+    from .verify import CaseSampler
+
+    key = (id(rulebook), include_drafts)
+    if key not in _SAMPLERS or _SAMPLERS[key][0] is not rulebook:
+        _SAMPLERS[key] = (rulebook, CaseSampler(rulebook, include_drafts=include_drafts))
+    return _SAMPLERS[key][1]
+
+
+def aimed_case_dicts(rulebook: Rulebook, *, include_drafts: bool = False) -> _Strategy[dict[str, Any]]:
+    """Valid cases as dicts, aimed by the rulebook's own conditions (see :class:`~secondopinion.verify.CaseSampler`).
+
+    Each example solves one thing the rules test (a rule's ``when``, an
+    ``unless`` entry, a coverage requirement, two rules with incompatible
+    kinds at once) with random choices drawn by Hypothesis, so the boundary
+    values of each threshold, each value a rule tests and the opinion counts
+    the rules mention come up within the default number of examples.
+    """
+    sampler = _sampler(rulebook, include_drafts)
+    return st.builds(
+        sampler.sample, st.randoms(use_true_random=False), st.integers(0, len(sampler.targets))
+    )
+
+
+def aimed_cases(rulebook: Rulebook, *, include_drafts: bool = False) -> _Strategy[Case]:
+    """Valid :class:`~secondopinion.case.Case` objects aimed by the rulebook (see :func:`aimed_case_dicts`)."""
+    return aimed_case_dicts(rulebook, include_drafts=include_drafts).map(load_case)
 
 
 def diagnoses() -> _Strategy[Diagnosis]:
@@ -272,6 +309,42 @@ def assert_keeps_kinds(
     wanted = set(kinds)
     lost = sorted((wanted & set(adv.advise(before).kinds)) - set(adv.advise(after).kinds))
     assert not lost, "the change removed: " + ", ".join(lost)
+
+
+def monotonicity_problems(advisor: Advisor | Rulebook, case: Case | Mapping[str, Any]) -> list[str]:
+    """Every declared monotonicity requirement this case breaks, as messages without case values.
+
+    For each requirement of the rulebook (``monotonicity:`` in a rule file),
+    the case is advised with the attribute set to each value of its order
+    (for a number, to the values the rules compare it with and their
+    neighbours), the rest unchanged; a kept kind given at one value and
+    missing at a higher one is a problem.
+    """
+    adv = _advisor(advisor)
+    data = dump_case(load_case(case))
+    problems: list[str] = []
+    for mono in adv.rulebook.monotonicity:
+        if isinstance(mono.order, tuple):
+            values: list[Any] = list(mono.order)
+        else:
+            numbers = [v for v in _sampler(adv.rulebook, False).domain(mono.fact, mono.attr) if v is not None]
+            values = sorted(numbers, reverse=mono.order == "decreasing")
+        kept: set[str] = set()
+        for value in values:
+            changed = {**data, mono.fact: {**data.get(mono.fact, {}), mono.attr: value}}
+            kinds = set(adv.advise(changed).kinds)
+            lost = sorted(kept - kinds)
+            if lost:
+                problems.append(f"{mono.id}: raising {mono.attribute} removes {', '.join(lost)}")
+                break
+            kept |= kinds & set(mono.keeps_kinds)
+    return problems
+
+
+def assert_monotone(advisor: Advisor | Rulebook, case: Case | Mapping[str, Any]) -> None:
+    """Fail if this case breaks a declared monotonicity requirement (see :func:`monotonicity_problems`)."""
+    problems = monotonicity_problems(advisor, case)
+    assert not problems, "monotonicity broken:\n  " + "\n  ".join(problems)
 
 
 def assert_examples_pass(advisor: Advisor | Rulebook, *, include_drafts: bool = False) -> None:

@@ -144,3 +144,69 @@ def test_the_worked_example_pack_passes_its_own_tests() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "4 passed" in result.stdout
+
+
+# --------------------------------------------------------------------------- strategies aimed by the rules
+
+_DEFAULTS = settings(max_examples=100, derandomize=True, deadline=None, database=None)
+
+
+def test_aimed_cases_find_a_monotonicity_defect_at_default_settings() -> None:
+    from secondopinion.testing import aimed_cases, assert_monotone
+
+    book = pack("monotonic")
+    advisor = Advisor(book)
+
+    @_DEFAULTS
+    @given(aimed_cases(book))
+    def prop(case: Case) -> None:
+        assert_monotone(advisor, case)
+
+    with pytest.raises(AssertionError, match=r"PK-MONO-SERIOUSNESS: raising diagnosis\.seriousness removes"):
+        prop()
+
+
+def test_aimed_cases_find_a_four_opinion_conflict_at_default_settings() -> None:
+    from secondopinion.testing import aimed_cases
+
+    book = pack("conflict-four")
+    advisor = Advisor(book)
+
+    @_DEFAULTS
+    @given(aimed_cases(book))
+    def prop(case: Case) -> None:
+        assert_no_incompatible(advisor, case)
+
+    with pytest.raises(AssertionError, match="second_opinion_optional and seek_second_opinion"):
+        prop()
+
+
+def test_aimed_cases_are_valid_and_reach_every_target() -> None:
+    import random
+
+    from secondopinion.verify import CaseSampler
+
+    book = pack("conflict-four")
+    sampler = CaseSampler(book)
+    labels = [label for label, _ in sampler.targets]
+    assert "pair PK-OPTIONAL-MANY PK-SEEK-MANY-REMOTE" in labels
+    rng = random.Random(7)
+    advisor = Advisor(book)
+    for index, label in enumerate(labels):
+        case = load_case(sampler.sample(rng, index))
+        if label.startswith("rule "):
+            assert label.split()[1] in advisor.trace(case).fired
+    population = sampler.population(40, seed=3)
+    assert population == sampler.population(40, seed=3)
+    assert all(isinstance(load_case(c), Case) for c in population)
+
+
+def test_monotonicity_problems_on_a_kept_and_a_broken_case() -> None:
+    from secondopinion.testing import monotonicity_problems
+
+    book = pack("monotonic")
+    broken = {"diagnosis": {"seriousness": "minor", "cancer": "no", "rare": "yes"}}
+    kept = {"diagnosis": {"seriousness": "minor", "cancer": "yes", "rare": "yes"}}
+    (problem,) = monotonicity_problems(book, broken)
+    assert problem == "PK-MONO-SERIOUSNESS: raising diagnosis.seriousness removes seek_second_opinion"
+    assert monotonicity_problems(book, kept) == []

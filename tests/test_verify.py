@@ -270,3 +270,177 @@ def test_cli_verify_exit_codes_and_json() -> None:
     assert conflicts and all(f["confirmed"] for f in conflicts)
     assert "conflict" in data["kinds"]
     assert _cli("verify", "--rules", str(PACKS / "no-such-pack.yaml")).returncode == 2
+
+
+# --------------------------------------------------------------------------- blind spots found by independent packs
+
+
+def test_json_report_holds_a_region_with_an_absent_value() -> None:
+    report = verify(pack("absent-region"))
+    (gap,) = report.of_kind("gap")
+    assert gap.region is not None and gap.region["treatment.days_to_decide"][-1] is not None
+    data = json.loads(report.to_json())
+    region = next(f["region"] for f in data["findings"] if f["kind"] == "gap")
+    assert None in region["treatment.days_to_decide"]  # absent is null in JSON
+    assert 6 in region["treatment.days_to_decide"]
+
+
+def test_a_dead_rule_reports_its_failing_example_inside_one_finding() -> None:
+    report = verify(pack("absent-region"))
+    (dead,) = report.of_kind("dead-rule")
+    assert dead.rule_ids == ("PK-DEAD-WINDOW",)
+    assert "'fires' example at" in dead.message
+    assert not report.of_kind("example-fails")
+    assert len(report.errors) == 1
+
+
+def test_a_threshold_past_the_case_model_limit_is_a_dead_rule_not_a_crash() -> None:
+    report = verify(pack("beyond-limit"))
+    (dead,) = report.of_kind("dead-rule")
+    assert dead.rule_ids == ("PK-AGES-AWAY",)
+    assert "treatment.days_to_decide" in dead.message and "case model" in dead.message
+    for finding in report.findings:  # every witness is a case the case model accepts
+        if finding.witness is not None:
+            load_case(dict(finding.witness))
+    json.loads(report.to_json())
+
+
+def test_coverage_broken_by_a_four_test_unless_is_decided_exactly() -> None:
+    book = pack("coverage-unless")
+    report = verify(book, samples=0)  # no corpus: the search alone must find it
+    (missed,) = report.of_kind("coverage")
+    assert missed.confirmed and missed.severity == "error"
+    witness = load_case(missed.witness or {})
+    assert witness.treatment.kind.value == "surgery" and witness.treatment.invasiveness.value == "high"
+    assert "seek_second_opinion" not in Advisor(book).advise(witness).kinds
+
+
+def test_a_conflict_that_needs_four_opinions_is_found() -> None:
+    book = pack("conflict-four")
+    report = verify(book, samples=0)
+    (conflict,) = report.of_kind("conflict")
+    assert set(conflict.rule_ids) == {"PK-SEEK-MANY-REMOTE", "PK-OPTIONAL-MANY"}
+    assert conflict.confirmed and len((conflict.witness or {})["opinions"]) >= 4
+    kinds = Advisor(book).advise(conflict.witness or {}).kinds
+    assert {"seek_second_opinion", "second_opinion_optional"} <= set(kinds)
+
+
+def test_report_failing_picks_findings_by_severity_or_kind() -> None:
+    report = verify(pack("gap"))
+    assert report.ok and not report.failing()
+    assert [f.kind for f in report.failing(["gap"])] == ["gap"]
+    assert report.failing(["warning"]) == report.warnings
+    with pytest.raises(ValueError, match="no-such-kind"):
+        report.failing(["no-such-kind"])
+
+
+def test_cli_verify_only_fail_on_and_json_load_errors(tmp_path: Path) -> None:
+    gap = str(PACKS / "gap.yaml")
+    alone = _cli("verify", "--rules", gap, "--only", "--format", "json")
+    assert alone.returncode == 0, alone.stderr
+    data = json.loads(alone.stdout)
+    assert data["rules_checked"] == len(pack("gap").active)
+    assert data["failing"] == 0 and data["fail_on"] == ["error"]
+    failing = _cli("verify", "--rules", gap, "--only", "--fail-on", "gap")
+    assert failing.returncode == 1 and "gap" in failing.stdout
+    assert _cli("verify", "--only").returncode == 2
+    assert _cli("verify", "--rules", gap, "--only", "--fail-on", "nonsense").returncode == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - id: X\n", encoding="utf-8")
+    broken = _cli("verify", "--rules", str(bad), "--only", "--format", "json")
+    assert broken.returncode == 1
+    loaded = json.loads(broken.stdout)
+    assert loaded["ok"] is False and loaded["load_errors"] and loaded["findings"] == []
+    assert all({"file", "line", "rule_id", "message"} <= set(p) for p in loaded["load_errors"])
+
+
+@pytest.mark.parametrize("name", ["absent-region", "beyond-limit", "coverage-unless", "conflict-four"])
+def test_cli_verify_json_never_empty_on_a_loadable_pack(name: str) -> None:
+    result = _cli("verify", "--rules", str(PACKS / f"{name}.yaml"), "--only", "--format", "json")
+    assert "Traceback" not in result.stderr
+    data = json.loads(result.stdout)
+    assert result.returncode == (1 if data["failing"] else 0)
+    assert data["findings"]
+
+
+# --------------------------------------------------------------------------- monotonicity
+
+
+def test_monotonicity_defect_is_found_with_a_pair_the_engine_confirms() -> None:
+    book = pack("monotonic")
+    (mono,) = book.monotonicity
+    assert (mono.attribute, mono.keeps_kinds) == ("diagnosis.seriousness", ("seek_second_opinion",))
+    report = verify(book)
+    (finding,) = report.of_kind("monotonicity")
+    assert finding.rule_ids == ("PK-MONO-SERIOUSNESS", "PK-SEEK-SERIOUS")
+    assert finding.severity == "error" and finding.confirmed
+    before = load_case(finding.witness or {})
+    after = load_case(finding.witness_after or {})
+    assert (before.diagnosis.seriousness.value, after.diagnosis.seriousness.value) == ("serious", "life_threatening")
+    assert (
+        attrs.evolve(before, diagnosis=attrs.evolve(before.diagnosis, seriousness=after.diagnosis.seriousness)) == after
+    )
+    advisor = Advisor(book)
+    assert "seek_second_opinion" in advisor.advise(before).kinds
+    assert "seek_second_opinion" not in advisor.advise(after).kinds
+    assert "witness_after" in json.loads(report.to_json())["findings"][0]
+
+
+def test_a_kept_monotonicity_promise_gives_no_finding() -> None:
+    book = pack("monotonic")
+    rule = book.rule("PK-SEEK-SERIOUS")
+    fixed = attrs.evolve(book, rules=(attrs.evolve(rule, unless=()),))
+    assert not verify(fixed).of_kind("monotonicity")
+
+
+def test_monotonicity_on_a_number_attribute(tmp_path: Path) -> None:
+    text = (PACKS / "absent-region.yaml").read_text("utf-8")
+    text += """
+monotonicity:
+  - id: PK-MONO-SOONER
+    description: Less time to decide never takes away the advice to set a date.
+    attribute: treatment.days_to_decide
+    order: decreasing
+    keeps_kinds: [set_deadline]
+  - id: PK-MONO-LATER
+    description: More time to decide never takes away the advice to set a date (false on purpose).
+    attribute: treatment.days_to_decide
+    order: increasing
+    keeps_kinds: [set_deadline]
+"""
+    path = tmp_path / "days.yaml"
+    path.write_text(text, encoding="utf-8")
+    report = verify(Rulebook.load(path, shipped=False))
+    (finding,) = report.of_kind("monotonicity")
+    assert finding.rule_ids[0] == "PK-MONO-LATER" and finding.confirmed
+    days = (
+        load_case(finding.witness or {}).treatment.days_to_decide,
+        load_case(finding.witness_after or {}).treatment.days_to_decide,
+    )
+    assert days == (2, 3)  # the step across the rule's threshold (days_to_decide < 3)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("attribute: opinion.mode\n    order: [in_person, remote]", "not an aspect of a case"),
+        ("attribute: diagnosis.nope\n    order: [a, b]", "unknown attribute 'nope'"),
+        ("attribute: diagnosis.seriousness\n    order: [minor, grave]", "unknown value 'grave'"),
+        ("attribute: diagnosis.seriousness\n    order: increasing", "is a choice"),
+        ("attribute: treatment.days_to_decide\n    order: [a, b]", "is a number"),
+        ("attribute: diagnosis.cancer_type\n    order: increasing", "free text"),
+    ],
+)
+def test_monotonicity_declarations_are_checked_on_load(tmp_path: Path, entry: str, message: str) -> None:
+    from secondopinion.rulebook import RuleFileError
+
+    path = tmp_path / "mono.yaml"
+    path.write_text(
+        f"monotonicity:\n  - id: PK-M\n    description: A test.\n    {entry}\n    keeps_kinds: [seek_second_opinion]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleFileError) as caught:
+        Rulebook.load(path, shipped=False)
+    assert any(message in p.message and (p.line or 0) >= 2 and p.rule_id == "PK-M" for p in caught.value.problems), str(
+        caught.value
+    )
