@@ -23,8 +23,10 @@ from .recommendations import (
     Advice,
     Derivation,
     DerivedFactRecord,
+    Priority,
     Recommendation,
-    merge_recommendations,
+    join_values,
+    sort_key,
 )
 from .rulebook import Example, Recommend, Rule, Rulebook, RuleFileError, RuleProblem, Unless
 
@@ -33,16 +35,34 @@ __all__ = ["Advisor", "ExampleFailure", "Trace", "advise", "default_advisor"]
 CaseLike = Case | Mapping[str, Any] | str | bytes
 
 
+Made = tuple["_Prepared", Firing, Mapping[str, Any]]
+"""A recommendation one firing made, before it is built: the rule's prepared part, the firing, its fields."""
+
+
 @attrs.frozen
 class Trace:
     """Everything one run produced, before merging: for explanations and checks."""
 
     case: Case
     session: SessionResult
-    recommendations: tuple[Recommendation, ...]
+    made: tuple[Made, ...]
+    """Each firing that made a recommendation (not held back by ``unless``), in firing order."""
     suppressed: tuple[Derivation, ...]
     rule_order: Mapping[str, int] = attrs.field(factory=dict, eq=False, repr=False)
     """Each rule's position in the rulebook: merged advice is built in this order, not firing order."""
+    _built: list[tuple[Recommendation, ...]] = attrs.field(factory=list, init=False, eq=False, repr=False)
+
+    @property
+    def recommendations(self) -> tuple[Recommendation, ...]:
+        """One recommendation per firing in :attr:`made`, unmerged (built on first use)."""
+        if not self._built:
+            self._built.append(
+                tuple(
+                    prepared.cls(**prepared.common, derivation=(_derivation(firing),), **fields)
+                    for prepared, firing, fields in self.made
+                )
+            )
+        return self._built[0]
 
     @property
     def fired(self) -> frozenset[str]:
@@ -96,6 +116,44 @@ class _Prepared:
     common: Mapping[str, Any]  # title, detail, priority, guidance, sources, evidence
     fields: tuple[tuple[str, Any], ...]  # kind-specific fields, resolved per firing
     unless: tuple[Unless, ...]
+    rank: int  # the priority's rank: groups of one kind are merged most urgent first
+    alone: Mapping[str, Any]  # ``common`` as a lone recommendation of its kind has it (guidance sorted)
+    specific: tuple[tuple[str, Any, Any], ...]  # (name, default, converter) of the kind's own fields
+
+
+def _kind_fields(cls: type[Recommendation]) -> tuple[tuple[str, Any, Any], ...]:
+    """Name, default and converter of each field a kind adds to the common ones."""
+    out = []
+    for field in cls.specific_fields():
+        default: Any = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        out.append((field.name, default, field.converter))
+    return tuple(out)
+
+
+_Member = tuple[tuple[int, int, tuple[tuple[str, str], ...]], _Prepared, Derivation, Mapping[str, Any]]
+"""One recommendation of a kind before merging: its sort key, its rule's prepared part, its derivation, its fields."""
+
+
+def _merged(group: list[_Member]) -> Recommendation:
+    """One recommendation from a group of one kind, ordered: the same as ``merge_recommendations``."""
+    first = group[0][1]
+    if len(group) == 1:
+        _, prepared, derivation, fields = group[0]
+        return prepared.cls(**prepared.alone, derivation=(derivation,), **fields)
+    values: dict[str, Any] = {
+        name: join_values([prepared.common[name] for _, prepared, _, _ in group]) for name in first.common
+    }
+    values["guidance"] = tuple(sorted(values["guidance"]))
+    values["derivation"] = join_values([(derivation,) for _, _, derivation, _ in group])
+    for name, default, converter in first.specific:
+        column = []
+        for _, _, _, fields in group:
+            value = fields.get(name, default)
+            column.append(converter(value) if converter is not None and name in fields else value)
+        values[name] = join_values(column)
+    return first.cls(**values)
 
 
 def _canonical_fids(derived: Sequence[Any]) -> dict[str, str]:
@@ -121,10 +179,15 @@ def _canonical_fids(derived: Sequence[Any]) -> dict[str, str]:
     return rename
 
 
-def _renamed(derivation: Derivation, rename: Mapping[str, str]) -> Derivation:
-    if not rename or not any(v in rename for v in derivation.matched.values()):
-        return derivation
-    return Derivation(derivation.rule_id, {k: rename.get(v, v) for k, v in derivation.matched.items()})
+def _renamed(firing: Firing | Derivation, rename: Mapping[str, str]) -> Derivation:
+    """The derivation of a firing, its facts under their canonical ids."""
+    matched = firing.matched
+    if rename and any(v in rename for v in matched.values()):
+        matched = {k: rename.get(v, v) for k, v in matched.items()}
+    return Derivation(firing.rule_id, matched)
+
+
+_NO_FIELDS: Mapping[str, Any] = {}
 
 
 class Advisor:
@@ -161,7 +224,7 @@ class Advisor:
         facts = session.facts
         by_fid = {f["fid"]: f for f in facts}
         by_type: dict[str, list[Mapping[str, Any]]] | None = None
-        recs: list[Recommendation] = []
+        made: list[Made] = []
         suppressed: list[Derivation] = []
         prepared_by_id = self._prepared
         for firing in session.firings:
@@ -176,21 +239,26 @@ class Advisor:
                 if any(matches(f, u.fact, u.tests) for u in prepared.unless for f in by_type.get(u.fact, ())):
                     suppressed.append(_derivation(firing))
                     continue
-            bindings = {name: by_fid[fid] for name, fid in firing.matched.items()}
-            fields = {name: resolve(value, bindings) for name, value in prepared.fields}
-            recs.append(prepared.cls(**prepared.common, derivation=(_derivation(firing),), **fields))
-        return Trace(checked, session, tuple(recs), tuple(suppressed), self._order)
+            if prepared.fields:
+                bindings = {name: by_fid[fid] for name, fid in firing.matched.items()}
+                made.append((prepared, firing, {name: resolve(value, bindings) for name, value in prepared.fields}))
+            else:
+                made.append((prepared, firing, _NO_FIELDS))
+        return Trace(checked, session, tuple(made), tuple(suppressed), self._order)
 
     def _prepare(self, rule: Rule, spec: Recommend) -> _Prepared:
         common = {
             "title": spec.title,
             "detail": spec.detail,
             "priority": spec.priority,
-            "guidance": rule.guidance,
-            "sources": rule.sources,
+            "guidance": tuple(rule.guidance),
+            "sources": tuple(rule.sources),
             "evidence": tuple(self.rulebook.evidence[e] for e in rule.evidence),
         }
-        return _Prepared(KINDS[spec.kind], common, tuple(spec.fields.items()), rule.unless)
+        cls = KINDS[spec.kind]
+        alone = {**common, "guidance": tuple(sorted(rule.guidance))}
+        rank = Priority(spec.priority).rank
+        return _Prepared(cls, common, tuple(spec.fields.items()), rule.unless, rank, alone, _kind_fields(cls))
 
     def advise(self, case: CaseLike) -> Advice:
         """Typed, ordered, merged recommendations for a case, with how each was derived."""
@@ -198,42 +266,39 @@ class Advisor:
 
     @staticmethod
     def advice_from(trace: Trace) -> Advice:
-        """Build the Advice of a traced run."""
+        """Build the Advice of a traced run.
+
+        The same as merging :attr:`Trace.recommendations` (in rulebook order, derived
+        facts numbered by content) with :func:`merge_recommendations`, but each merged
+        recommendation is built once, from the prepared parts of the rules.
+        """
         rename = _canonical_fids(trace.session.derived)
-        derived = sorted(
-            (
-                DerivedFactRecord(
-                    rename.get(d.fid, d.fid),
-                    d.type,
-                    dict(d.attributes),
-                    tuple(
-                        sorted(
-                            (_renamed(_derivation(f), rename) for f in d.derivations),
-                            key=lambda x: (x.rule_id, sorted(x.matched.items())),
-                        )
-                    ),
-                )
-                for d in trace.session.derived
-            ),
-            key=lambda d: (d.type, int(d.fid.rpartition("#")[2])),
-        )
-        recs: Sequence[Recommendation] = trace.recommendations
+        derived = []
+        for d in trace.session.derived:
+            derivations = [_renamed(f, rename) for f in d.derivations]
+            if len(derivations) > 1:
+                derivations.sort(key=lambda x: (x.rule_id, tuple(x.matched.items())))
+            derived.append(DerivedFactRecord(rename.get(d.fid, d.fid), d.type, dict(d.attributes), tuple(derivations)))
+        derived.sort(key=lambda d: (d.type, int(d.fid.rpartition("#")[2])))
         suppressed: tuple[Derivation, ...] = trace.suppressed
         if rename:
-            recs = [attrs.evolve(r, derivation=tuple(_renamed(d, rename) for d in r.derivation)) for r in recs]
             suppressed = tuple(_renamed(d, rename) for d in suppressed)
-        # Rulebook order, then the (canonical) facts matched: the same advice whatever order the
-        # engine fired in (merging keeps the first of equals for titles and lists).
+        # Per kind, most urgent first, then rulebook order, then the (canonical) facts matched:
+        # the same advice whatever order the engine fired in (merging keeps the first of equals).
         order = trace.rule_order
-        recs = sorted(
-            recs,
-            key=lambda r: (order.get(r.derivation[0].rule_id, len(order)), sorted(r.derivation[0].matched.items())),
-        )
-        return Advice(
-            recommendations=merge_recommendations(recs),
-            derived_facts=tuple(derived),
-            suppressed=suppressed,
-        )
+        last = len(order)
+        groups: dict[type[Recommendation], list[_Member]] = {}
+        for prepared, firing, fields in trace.made:
+            derivation = _renamed(firing, rename)
+            key = (prepared.rank, order.get(firing.rule_id, last), tuple(derivation.matched.items()))
+            groups.setdefault(prepared.cls, []).append((key, prepared, derivation, fields))
+        recs = []
+        for group in groups.values():
+            if len(group) > 1:
+                group.sort(key=lambda member: member[0])
+            recs.append(_merged(group))
+        recs.sort(key=sort_key)
+        return Advice(recommendations=tuple(recs), derived_facts=tuple(derived), suppressed=suppressed)
 
     def check_examples(self, rules: Sequence[Rule] | None = None) -> list[ExampleFailure]:
         """Run every rule's examples; return those that do not behave as declared."""

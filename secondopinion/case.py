@@ -667,12 +667,19 @@ def dump_case(case: Case) -> dict[str, Any]:
     return out
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _aspect(fact_type: str, obj: Any) -> dict[str, Any]:
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls))
     fact: dict[str, Any] = {"type": fact_type, "fid": fact_type}
-    for field in attrs.fields(type(obj)):
-        value = getattr(obj, field.name)
+    for name in names:
+        value = getattr(obj, name)
         if value is not None:
-            fact[field.name] = value.value if isinstance(value, StrEnum) else value
+            fact[name] = value._value_ if isinstance(value, StrEnum) else value
     return fact
 
 

@@ -15,7 +15,7 @@ recommendation citing both. Advice goes through JSON and back without loss via
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -41,6 +41,7 @@ __all__ = [
     "Recommendation",
     "SourceRef",
     "advice_converter",
+    "join_values",
     "merge_recommendations",
 ]
 
@@ -85,6 +86,8 @@ class Evidence:
 
 
 def _sorted_dict(mapping: Mapping[str, str]) -> dict[str, str]:
+    if len(mapping) < 2:  # the common case: nothing to sort
+        return dict(mapping)
     return dict(sorted(mapping.items()))
 
 
@@ -459,6 +462,24 @@ def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(out)
 
 
+def join_values(values: Sequence[Any]) -> Any:
+    """One field's merged value across a group, first member first.
+
+    Tuples are unioned (order kept, each item once), booleans or-ed, a ``None``
+    takes the first value that is not ``None``; any other value is the first's.
+    """
+    value = values[0]
+    joined = False
+    for theirs in values[1:]:
+        if isinstance(value, tuple):
+            value, joined = value + theirs, True
+        elif isinstance(value, bool):
+            value = value or theirs
+        elif value is None and theirs is not None:
+            value = theirs
+    return _unique(value) if joined else value
+
+
 def _merge_group(group: list[Recommendation]) -> Recommendation:
     """Merge a group of one kind into its first member: union lists, keep the first's scalars.
 
@@ -469,19 +490,8 @@ def _merge_group(group: list[Recommendation]) -> Recommendation:
     changes: dict[str, Any] = {}
     if len(group) > 1:
         for field in attrs.fields(type(primary)):
-            if not field.init:
-                continue
-            value = getattr(primary, field.name)
-            joined = False
-            for other in group[1:]:
-                theirs = getattr(other, field.name)
-                if isinstance(value, tuple):
-                    value, joined = value + theirs, True
-                elif isinstance(value, bool):
-                    value = value or theirs
-                elif value is None and theirs is not None:
-                    value = theirs
-            changes[field.name] = _unique(value) if joined else value  # once: the same as after each join
+            if field.init:
+                changes[field.name] = join_values([getattr(member, field.name) for member in group])
     guidance = changes.get("guidance", primary.guidance)
     ordered = tuple(sorted(guidance))
     if ordered != guidance:
@@ -492,11 +502,11 @@ def _merge_group(group: list[Recommendation]) -> Recommendation:
 _KIND_ORDER: dict[str, int] = {}
 
 
-def _sort_key(rec: Recommendation) -> tuple[int, int, str]:
+def sort_key(rec: Recommendation) -> tuple[int, int, str]:
     if len(_KIND_ORDER) != len(KINDS):
         _KIND_ORDER.clear()
         _KIND_ORDER.update((kind, index) for index, kind in enumerate(KINDS))
-    return (rec.priority.rank, _KIND_ORDER[rec.kind], rec.title)
+    return (_PRIORITY_RANK[rec.priority], _KIND_ORDER[rec.kind], rec.title)
 
 
 def merge_recommendations(recs: Iterable[Recommendation]) -> tuple[Recommendation, ...]:
@@ -516,7 +526,7 @@ def merge_recommendations(recs: Iterable[Recommendation]) -> tuple[Recommendatio
     for group in by_kind.values():
         group.sort(key=lambda r: r.priority.rank)
         merged.append(_merge_group(group))
-    return tuple(sorted(merged, key=_sort_key))
+    return tuple(sorted(merged, key=sort_key))
 
 
 @attrs.frozen(kw_only=True)
