@@ -21,7 +21,7 @@ from secondopinion.recommendations import Recommendation, merge_recommendations
 from secondopinion.testing import case_dicts
 
 sys.path.insert(0, str(Path(__file__).parent))
-from casegen import random_cases  # noqa: E402
+from casegen import random_cases
 
 ADVISOR = secondopinion.default_advisor()
 

@@ -251,11 +251,12 @@ def test_failing_engine_call_still_leaves_a_deletable_session() -> None:
         """
         import durable.engine as de
         from secondopinion.engine import Engine, EngineError
-        original = de.Ruleset.assert_facts
-        def failing(self, facts):
-            original(self, facts)  # the facts reach the C core, then the call fails
+        native = de.durable_rules_engine
+        original = native.assert_facts
+        def failing(handle, text):
+            original(handle, text)  # the facts reach the C core, then the call fails
             raise RuntimeError("Could not assert facts, error code: 302")
-        de.Ruleset.assert_facts = failing
+        native.assert_facts = failing
         eng = Engine({"join": {"all": [{"a": {"type": "x"}}, {"b": {"type": "y"}}]}}, {})
         try:
             eng.run([{"type": "x", "fid": "x"}])
@@ -263,7 +264,7 @@ def test_failing_engine_call_still_leaves_a_deletable_session() -> None:
             assert "error code: 302" in str(exc), exc
         else:
             raise AssertionError("no EngineError")
-        de.Ruleset.assert_facts = original
+        native.assert_facts = original
         assert eng.run([{"type": "x", "fid": "x"}, {"type": "y", "fid": "y"}]).firings
         print("ok")
         """
@@ -279,10 +280,10 @@ def test_engine_refuses_work_after_a_session_it_could_not_open(
 ) -> None:
     eng = conflict_engine()
 
-    def broken(self: Any, fact: Any) -> Any:
+    def broken(handle: Any, text: str) -> Any:
         raise RuntimeError("Could not assert fact, error code: 101")
 
-    monkeypatch.setattr(durable_engine.Ruleset, "assert_fact", broken)
+    monkeypatch.setattr(durable_engine.durable_rules_engine, "assert_fact", broken)
     with pytest.raises(EngineError, match="error code: 101"):
         eng.run([opinion(0, "a")])
     monkeypatch.undo()
@@ -482,12 +483,13 @@ def test_facts_of_unmentioned_types_are_skipped_but_reported() -> None:
 @pytest.mark.parametrize("exception_name", ["MessageNotHandledException", "MessageObservedException"])
 def test_durable_refusal_is_reported_without_fact_data(monkeypatch: pytest.MonkeyPatch, exception_name: str) -> None:
     eng = conflict_engine()
-    exception_type = getattr(durable_engine, exception_name)
+    # durable's C core answers 1 (not handled) or 2 (observed); durable then raises with the facts in the text.
+    code = {"MessageNotHandledException": 1, "MessageObservedException": 2}[exception_name]
 
-    def refuse(self: Any, facts: Any) -> Any:
-        raise exception_type(facts)
+    def refuse(handle: Any, text: str) -> Any:
+        return (code, 0)
 
-    monkeypatch.setattr(durable_engine.Ruleset, "assert_facts", refuse)
+    monkeypatch.setattr(durable_engine.durable_rules_engine, "assert_facts", refuse)
     with pytest.raises(EngineError) as info:
         eng.run([opinion(0, SECRET)])
     assert type(info.value) is EngineError
