@@ -91,7 +91,7 @@ class ExampleFailure:
 
 
 def _derivation(firing: Firing) -> Derivation:
-    return Derivation(firing.rule_id, dict(firing.matched))
+    return Derivation.in_order(firing.rule_id, firing.matched)
 
 
 def _rule_file_error(rules: Sequence[Rule], compiled: Mapping[str, Any], exc: RulesetError) -> RuleFileError:
@@ -184,7 +184,7 @@ def _renamed(firing: Firing | Derivation, rename: Mapping[str, str]) -> Derivati
     matched = firing.matched
     if rename and any(v in rename for v in matched.values()):
         matched = {k: rename.get(v, v) for k, v in matched.items()}
-    return Derivation(firing.rule_id, matched)
+    return Derivation.in_order(firing.rule_id, matched)
 
 
 _NO_FIELDS: Mapping[str, Any] = {}

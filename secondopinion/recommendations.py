@@ -98,6 +98,18 @@ class Derivation:
     rule_id: str
     matched: Mapping[str, str] = attrs.field(factory=dict, converter=_sorted_dict)
 
+    @classmethod
+    def in_order(cls, rule_id: str, matched: Mapping[str, str]) -> Derivation:
+        """A Derivation from a mapping whose keys are already sorted (an engine firing's are).
+
+        The same as ``Derivation(rule_id, matched)`` without the sort: a third of the
+        time, and ``advise()`` makes one per firing.
+        """
+        derivation = object.__new__(cls)
+        object.__setattr__(derivation, "rule_id", rule_id)
+        object.__setattr__(derivation, "matched", dict(matched))
+        return derivation
+
 
 @attrs.frozen
 class DerivedFactRecord:

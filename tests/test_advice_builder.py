@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 import secondopinion
 from secondopinion.advisor import Trace, _canonical_fids, _renamed
-from secondopinion.recommendations import Recommendation, merge_recommendations
+from secondopinion.recommendations import Derivation, Recommendation, merge_recommendations
 from secondopinion.testing import case_dicts
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,3 +60,14 @@ def test_trace_keeps_one_unmerged_recommendation_per_effective_firing() -> None:
     assert all(len(r.derivation) == 1 for r in recs)
     assert {r.derivation[0].rule_id for r in recs} <= trace.effective
     assert len(recs) > len(ADVISOR.advice_from(trace).recommendations)
+
+
+def test_derivations_keep_their_bindings_in_sorted_order() -> None:
+    # Derivation.in_order skips the sort: the engine's firings must already be in key order.
+    for case in random_cases(200, seed=16):
+        advice = ADVISOR.advise(case)
+        derivations = [d for r in advice.recommendations for d in r.derivation]
+        derivations += [d for f in advice.derived_facts for d in f.derivations]
+        for d in derivations:
+            assert list(d.matched) == sorted(d.matched)
+            assert d == Derivation(d.rule_id, dict(reversed(list(d.matched.items()))))

@@ -223,3 +223,15 @@ def test_cli_batch_from_stdin_to_stdout_in_a_real_process(tmp_path: Path) -> Non
     assert results[17]["advice"] == secondopinion.advise(cases[17]).to_dict()
     assert [(e["line"], e["error"]) for e in _lines(errs.read_text())] == [(301, "invalid_json")]
     assert b"301 records: 300 advised, 1 errors" in proc.stderr
+
+
+def test_output_lines_are_compact_json_with_text_as_written() -> None:
+    # One record per line, no spaces, accented letters and emoji in a record id kept as they are
+    # (not \u escapes): the output diffs and greps as a person expects, whatever library writes it.
+    record_id = "dossier-é-\N{SMILING FACE WITH SMILING EYES}"
+    case = {"diagnosis": {"seriousness": "serious", "cancer": "yes"}}
+    out, errors = io.StringIO(), io.StringIO()
+    run_batch(io.BytesIO(json.dumps({"id": record_id, "case": case}).encode() + b"\n"), out, errors, workers=1)
+    (line,) = out.getvalue().splitlines()
+    assert f'"id":"{record_id}"' in line
+    assert line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
