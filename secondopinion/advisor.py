@@ -137,16 +137,22 @@ _Member = tuple[tuple[int, int, tuple[tuple[str, str], ...]], _Prepared, Derivat
 
 
 def _merged(group: list[_Member]) -> Recommendation:
-    """One recommendation from a group of one kind, ordered: the same as ``merge_recommendations``."""
+    """One recommendation from a group of one kind, ordered: the same as ``merge_recommendations``.
+
+    Title, detail and priority are the first member's; guidance, sources and evidence are
+    unioned (their items are hashable); every member's derivation is kept (the engine fires
+    a rule once per tuple of facts, so no two are equal); the kind's own fields are joined
+    by :func:`join_values`.
+    """
     first = group[0][1]
     if len(group) == 1:
         _, prepared, derivation, fields = group[0]
         return prepared.cls(**prepared.alone, derivation=(derivation,), **fields)
-    values: dict[str, Any] = {
-        name: join_values([prepared.common[name] for _, prepared, _, _ in group]) for name in first.common
-    }
+    values: dict[str, Any] = dict(first.common)
+    for name in _UNIONED:
+        values[name] = tuple(dict.fromkeys(item for _, prepared, _, _ in group for item in prepared.common[name]))
     values["guidance"] = tuple(sorted(values["guidance"]))
-    values["derivation"] = join_values([(derivation,) for _, _, derivation, _ in group])
+    values["derivation"] = tuple(derivation for _, _, derivation, _ in group)
     for name, default, converter in first.specific:
         column = []
         for _, _, _, fields in group:
@@ -154,6 +160,10 @@ def _merged(group: list[_Member]) -> Recommendation:
             column.append(converter(value) if converter is not None and name in fields else value)
         values[name] = join_values(column)
     return first.cls(**values)
+
+
+_UNIONED = ("guidance", "sources", "evidence")
+"""The common fields that hold lists: a merged recommendation has every member's items, each once."""
 
 
 def _canonical_fids(derived: Sequence[Any]) -> dict[str, str]:
