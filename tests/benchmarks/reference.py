@@ -7,6 +7,28 @@ the logic of those rules as ordinary ``if`` statements: no validation, no
 engine, no typed output. The benchmark times it on the same cases as
 ``advise()`` and checks that it agrees with the engine, so the floor stays
 honest while the rule base changes (a disagreement is reported, not hidden).
+
+What it follows of the rule base (``rules/*.yaml``):
+
+* why an opinion is indicated: the high-stakes reasons and every reason of
+  ``second_opinion_indicated`` (each of them is computed, in the subset or not,
+  because the advice depends on which reasons hold);
+* the emergency gate: ``treatment.urgency`` ``emergency`` or ``days_to_decide``
+  0 or 1 gives ``get_care_now`` and nothing about seeking, timing or
+  resolving opinions; ``urgent`` or 2 to 7 days (short on time) and a minor
+  diagnosis keep the advice brief, which holds the extras back;
+* seeking an opinion: the second (a reason and at most one opinion) or a later
+  one (two opinions that conflict; three or more get neither);
+* the first steps (doctor, credentials, records, insurer, originals) and the
+  deadlines (a week or less, days known, days to ask), pressing reasons apart
+  from elective ones;
+* agreement and conflict between opinions: treatments compared when both are
+  known, diagnoses by code within one code system or by the patient's word
+  (``diagnosis_vs_first``), never by free-text wording alone; agreement by
+  label, by code or by the patient's word. "Proceed" needs an agreement and,
+  among all the opinions, no conflict, no diagnoses worded or coded in ways
+  that cannot be compared, and no agreement that is not independent (a close
+  associate, a remote-only review, or the same institution and treatment).
 """
 
 from __future__ import annotations
@@ -16,7 +38,7 @@ from typing import Any
 
 SUBSET = frozenset(
     {
-        # derived facts
+        # derived facts: high stakes, why an opinion is indicated
         "STAKES-SERIOUS-DIAGNOSIS",
         "STAKES-CANCER",
         "STAKES-SURGERY",
@@ -35,14 +57,18 @@ SUBSET = frozenset(
         "INDICATED-COMPLEX-OR-TESTS",
         "INDICATED-RARE",
         "INDICATED-SPINE",
+        "INDICATED-CONFLICT",
+        # derived facts: the emergency gate, seeking, minor cases, opinions
+        "EMERGENCY-STATED",
+        "EMERGENCY-NO-TIME",
         "SEEKING-SECOND",
+        "SEEKING-LATER-ON-CONFLICT",
         "MINOR-CASE",
         "CONFLICT-JOIN",
-        "CONFLICT-JOIN-DIAGNOSIS",
+        "CONFLICT-JOIN-CODES",
         "AGREE-JOIN",
-        "INDICATED-CONFLICT",
-        "SEEKING-LATER-ON-CONFLICT",
         # recommendations
+        "GET-CARE-NOW",
         "OPTIONAL-MINOR",
         "SEEK-SERIOUS-DIAGNOSIS",
         "SEEK-BEFORE-SURGERY",
@@ -65,173 +91,280 @@ SUBSET = frozenset(
         "CONFLICT-THIRD-OPINION",
     }
 )
-"""The rules this reference implements: why a second opinion is indicated, the first steps, agreement and conflict."""
+"""The rules this reference implements: why an opinion is indicated, the emergency gate, the first steps,
+deadlines, agreement and conflict."""
 
 _EMPTY: Mapping[str, Any] = {}
 _SERIOUS = ("serious", "life_threatening")
 _MINOR_KINDS = ("none", "wait_and_see", "medication", "other", "unknown")
-_INDICATIONS = (
-    # (rule id, aspect, (attribute, values), ...): the rule fires when any one attribute has one of its values
-    ("INDICATED-UNCLEAR-DIAGNOSIS", "diagnosis", ("certainty", ("unclear",)), ("symptoms_vague", ("yes",))),
-    ("INDICATED-TREATMENT-NOT-WORKING", "treatment", ("working", ("no",))),
-    ("INDICATED-LOW-TRUST", "doctor", ("trust", ("low",)), ("red_flags", ("yes",))),
-    ("INDICATED-LONG-TERM", "treatment", ("long_term", ("yes",))),
-    ("INDICATED-SEVERAL-OPTIONS", "treatment", ("several_options", ("yes",))),
-    ("INDICATED-WANTS-OPTIONS", "patient", ("wants_all_options", ("yes",))),
-    ("INDICATED-COMPLEX-OR-TESTS", "diagnosis", ("complex", ("yes",)), ("doubts_about_tests", ("yes",))),
-    ("INDICATED-RARE", "diagnosis", ("rare", ("yes",))),
-)
+_WORD_OPEN = ("unknown", "not_sure")  # diagnosis_vs_first values that leave a wording difference open
 
 
-def _label(value: Any) -> Any:
-    return " ".join(value.split()).casefold() or None if isinstance(value, str) else value
+def _label(value: Any) -> str | None:
+    """Free text as the case model compares it: trimmed, case-folded, inner spaces collapsed."""
+    return " ".join(value.split()).casefold() or None if isinstance(value, str) else None
 
 
-_PRESSING = frozenset(
-    {
-        "high_stakes",
-        "uneasy_with_waiting",
-        "unclear_diagnosis",
-        "treatment_not_working",
-        "child_symptoms",
-        "complex_or_doubtful_tests",
-        "rare_condition",
-        "spine_problem",
-        "conflicting_opinions",
-    }
-)
-_REASON = {
-    "INDICATED-UNCLEAR-DIAGNOSIS": "unclear_diagnosis",
-    "INDICATED-TREATMENT-NOT-WORKING": "treatment_not_working",
-    "INDICATED-LOW-TRUST": "low_trust",
-    "INDICATED-LONG-TERM": "long_term_treatment",
-    "INDICATED-SEVERAL-OPTIONS": "several_options",
-    "INDICATED-WANTS-OPTIONS": "wants_all_options",
-    "INDICATED-COMPLEX-OR-TESTS": "complex_or_doubtful_tests",
-    "INDICATED-RARE": "rare_condition",
-}
+def _code(opinion: Mapping[str, Any]) -> str | None:
+    """An opinion's diagnosis code qualified by its system, as the engine sees it (None without a system)."""
+    code = opinion.get("diagnosis_code")
+    system = opinion.get("diagnosis_code_system", "unknown")
+    if not isinstance(code, str) or system == "unknown":
+        return None
+    cleaned = "".join(code.split()).replace(".", "").upper()
+    return f"{system}:{cleaned}" if cleaned else None
 
 
-def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool]:
-    """(treatments conflict, diagnoses conflict, agree) over the ordered pairs of opinions."""
-    labels = [(_label(o.get("diagnosis")), o.get("treatment", "unknown")) for o in opinions]
-    treatment = diagnosis = agree = False
-    for i, (dx_a, tx_a) in enumerate(labels):
-        for dx_b, tx_b in labels[i + 1 :]:
-            if tx_a != "unknown" and tx_b != "unknown" and tx_a != tx_b:
-                treatment = True
-            if dx_a is not None and dx_b is not None and dx_a != dx_b:
-                diagnosis = True
-            if dx_a is not None and tx_a != "unknown" and (dx_a, tx_a) == (dx_b, tx_b):
-                agree = True
-    return treatment, diagnosis, agree
+def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
+    """What the pairs of opinions (an earlier one, a later one) derive.
+
+    Returns (CONFLICT-JOIN fires, CONFLICT-JOIN-CODES fires, the opinions
+    conflict, AGREE-JOIN fires, PROCEED-WHEN-AGREE's agreement stands). The
+    agreement stands when some pair agrees and no pair leaves the diagnoses'
+    wording open or makes an agreement not independent; a conflict holds it
+    back too, which :func:`decide` checks.
+    """
+    rows = []
+    for o in opinions:
+        code = _code(o)
+        rows.append(
+            (
+                _label(o.get("diagnosis")),
+                o.get("treatment", "unknown"),
+                code,
+                code.partition(":")[0] if code is not None else None,
+                o.get("diagnosis_vs_first", "unknown"),
+                _label(o.get("institution")),
+                o.get("mode", "unknown") == "remote" or o.get("close_associate_of_first", "unknown") == "yes",
+            )
+        )
+    tx_conflict = code_conflict = said_different = agree_label = agree = blocked = False
+    for i, (dx_a, tx_a, code_a, sys_a, _vs, inst_a, _dependent) in enumerate(rows):
+        for dx_b, tx_b, code_b, sys_b, vs_b, inst_b, dependent_b in rows[i + 1 :]:
+            # opinions_conflict: treatments (both known), codes (one system), the patient's word
+            if tx_a != "unknown" and tx_b != "unknown" and tx_b != tx_a:
+                tx_conflict = True
+            if code_a is not None and code_b is not None and sys_b == sys_a and code_b != code_a:
+                code_conflict = True
+            if i == 0 and vs_b == "different":
+                said_different = True
+            # diagnosis_wording_differs: labels or code systems that cannot be compared, the word not given
+            if (i == 0 and vs_b == "not_sure") or (
+                vs_b in _WORD_OPEN
+                and (
+                    (dx_a is not None and dx_b is not None and dx_b != dx_a and (code_a is None or code_b is None))
+                    or (code_a is not None and code_b is not None and sys_b != sys_a)
+                )
+            ):
+                blocked = True
+            if tx_a == "unknown" or tx_b != tx_a:
+                continue
+            # the same treatment: opinions_agree by label, by code or by the patient's word
+            pair_agrees = False
+            if dx_a is not None and dx_b == dx_a:
+                agree_label = pair_agrees = True
+            if code_a is not None and code_b == code_a:
+                pair_agrees = True
+            if i == 0 and vs_b == "same":
+                pair_agrees = True
+            # agreement_not_independent: a close associate or a remote-only review agrees, or the
+            # same institution gives the same treatment (AGREEMENT-SAME-PLACE needs no agreement)
+            if (pair_agrees and dependent_b) or (inst_a is not None and inst_b == inst_a):
+                blocked = True
+            agree = agree or pair_agrees
+    conflict = tx_conflict or code_conflict or said_different
+    return tx_conflict, code_conflict, conflict, agree_label, agree and not blocked
 
 
 def decide(case: Mapping[str, Any]) -> set[str]:
     """The rules of :data:`SUBSET` that fire on ``case`` and are not held back."""
-    dx = case.get("diagnosis", _EMPTY)
-    tx = case.get("treatment", _EMPTY)
-    pt = case.get("patient", _EMPTY)
-    records = case.get("records", _EMPTY)
-    opinions = case.get("opinions", ())
+    dx = case.get("diagnosis") or _EMPTY
+    tx = case.get("treatment") or _EMPTY
+    pt = case.get("patient") or _EMPTY
+    doctor = case.get("doctor") or _EMPTY
+    records = case.get("records") or _EMPTY
+    opinions = case.get("opinions") or ()
+    count = len(opinions)
     fired: set[str] = set()
     add = fired.add
-    reasons: set[str] = set()
 
     seriousness = dx.get("seriousness", "unknown")
+    serious = seriousness in _SERIOUS
+    minor = seriousness == "minor"
     cancer = dx.get("cancer", "unknown") == "yes"
     kind = tx.get("kind", "unknown")
-    started = tx.get("started", "unknown") == "yes"
     risk = tx.get("risk", "unknown")
-    surgery = kind == "surgery" and not started
+    invasiveness = tx.get("invasiveness", "unknown")
+    started = tx.get("started", "unknown")
+    not_started = started != "yes"
+    urgency = tx.get("urgency", "unknown")
+    days = tx.get("days_to_decide")
     uneasy = pt.get("uneasy_with_plan", "unknown") == "yes"
     child = pt.get("age_group", "unknown") == "child"
+    vague = dx.get("symptoms_vague", "unknown") == "yes"
+    surgery = kind == "surgery" and not_started
 
+    # the emergency gate, and brief advice
+    emergency = False
+    if urgency == "emergency":
+        add("EMERGENCY-STATED")
+        emergency = True
+    if days is not None and days <= 1:
+        add("EMERGENCY-NO-TIME")
+        emergency = True
+    if emergency:
+        add("GET-CARE-NOW")
+    brief = minor or urgency == "urgent" or (days is not None and 2 <= days <= 7)
+
+    # high stakes
     stakes = False
-    for rule_id, holds in (
-        ("STAKES-SERIOUS-DIAGNOSIS", seriousness in _SERIOUS),
-        ("STAKES-CANCER", cancer),
-        ("STAKES-SURGERY", surgery),
-        ("STAKES-RISKY-TREATMENT", risk == "high"),
+    if serious:
+        add("STAKES-SERIOUS-DIAGNOSIS")
+        stakes = True
+    if cancer:
+        add("STAKES-CANCER")
+        stakes = True
+    if surgery and not minor:
+        add("STAKES-SURGERY")
+        stakes = True
+    if risk == "high":
+        add("STAKES-RISKY-TREATMENT")
+        stakes = True
+    if not_started and (
+        (kind == "surgery" and minor and (risk != "low" or invasiveness in ("moderate", "high")))  # ...-RISKIER
+        or kind in ("chemotherapy", "radiation")  # STAKES-INTENSIVE-TREATMENT
+        or (kind in ("other", "medication", "unknown") and invasiveness == "high")  # ...-INVASIVE-PROCEDURE
     ):
-        if holds:
-            add(rule_id)
-            stakes = True
+        stakes = True
+
+    # why a second opinion is indicated: pressing reasons, then elective ones
+    pressing = False
     if stakes:
         add("INDICATED-HIGH-STAKES")
-        reasons.add("high_stakes")
-    for rule_id, aspect, *alternatives in _INDICATIONS:
-        facts = case.get(aspect, _EMPTY)
-        if any(facts.get(attr, "unknown") in values for attr, values in alternatives):
-            add(rule_id)
-            reasons.add(_REASON[rule_id])
-    if dx.get("tests_normal_but_problem_persists") == "yes" or dx.get("suspected_misdiagnosis") == "yes":
+        pressing = True
+    if uneasy and kind == "wait_and_see":
+        add("INDICATED-UNEASY-WITH-WAITING")
+        pressing = True
+    if (
+        dx.get("certainty", "unknown") == "unclear"
+        or vague
+        or dx.get("tests_normal_but_problem_persists", "unknown") == "yes"
+        or dx.get("suspected_misdiagnosis", "unknown") == "yes"
+    ):
         add("INDICATED-UNCLEAR-DIAGNOSIS")
-        reasons.add("unclear_diagnosis")
-    if uneasy:
-        waiting = kind == "wait_and_see"
-        add("INDICATED-UNEASY-WITH-WAITING" if waiting else "INDICATED-DOUBTS-ABOUT-PLAN")
-        reasons.add("uneasy_with_waiting" if waiting else "doubts_about_plan")
-    if child and (dx.get("symptoms_vague") == "yes"):
+        pressing = True
+    if tx.get("working", "unknown") == "no" and started != "no":
+        add("INDICATED-TREATMENT-NOT-WORKING")
+        pressing = True
+    if child and vague:
         add("INDICATED-CHILD-SYMPTOMS")
-        reasons.add("child_symptoms")
+        pressing = True
     if child and uneasy and kind == "wait_and_see":
         add("INDICATED-CHILD-WAITING")
-        reasons.add("child_symptoms")
-    if dx.get("spine") == "yes" and seriousness != "minor":
+        pressing = True
+    if dx.get("complex", "unknown") == "yes" or dx.get("doubts_about_tests", "unknown") == "yes":
+        add("INDICATED-COMPLEX-OR-TESTS")
+        pressing = True
+    if dx.get("rare", "unknown") == "yes":
+        add("INDICATED-RARE")
+        pressing = True
+    if dx.get("spine", "unknown") == "yes" and not minor:
         add("INDICATED-SPINE")
-        reasons.add("spine_problem")
+        pressing = True
+    elective = False
+    if uneasy and kind != "wait_and_see":
+        add("INDICATED-DOUBTS-ABOUT-PLAN")
+        elective = True
+    if doctor.get("trust", "unknown") == "low" or doctor.get("red_flags", "unknown") == "yes":
+        add("INDICATED-LOW-TRUST")
+        elective = True
+    if tx.get("long_term", "unknown") == "yes":
+        add("INDICATED-LONG-TERM")
+        elective = True
+    if tx.get("several_options", "unknown") == "yes":
+        add("INDICATED-SEVERAL-OPTIONS")
+        elective = True
+    if pt.get("wants_all_options", "unknown") == "yes":
+        add("INDICATED-WANTS-OPTIONS")
+        elective = True
 
-    treatment_conflict, diagnosis_conflict, agree = _opinion_pairs(opinions)
-    conflict = treatment_conflict or diagnosis_conflict
-    if treatment_conflict:
-        add("CONFLICT-JOIN")
-    if diagnosis_conflict:
-        add("CONFLICT-JOIN-DIAGNOSIS")
-    if conflict:
-        fired.update(("INDICATED-CONFLICT", "SEEKING-LATER-ON-CONFLICT", "CONFLICT-ASK-WHY", "CONFLICT-CONFER"))
-        add("CONFLICT-THIRD-OPINION")
-        reasons.add("conflicting_opinions")
-    if agree:
-        add("AGREE-JOIN")
-        if not conflict:
-            add("PROCEED-WHEN-AGREE")
+    # what the opinions say
+    conflict = agree = False
+    if count > 1:
+        tx_conflict, code_conflict, conflict, agree_label, agree = _opinion_pairs(opinions)
+        if tx_conflict:
+            add("CONFLICT-JOIN")
+        if code_conflict:
+            add("CONFLICT-JOIN-CODES")
+        if agree_label:
+            add("AGREE-JOIN")
+        if conflict:
+            add("INDICATED-CONFLICT")
+            pressing = True
+    indicated = pressing or elective
 
-    indicated = bool(reasons)
-    if seriousness == "minor" and not cancer and kind in _MINOR_KINDS and risk in ("low", "unknown"):
-        add("MINOR-CASE")
-        if not indicated and len(opinions) < 2:
+    # minor cases (MINOR-CASE, and MINOR-SURGERY-CASE for a low-risk operation, derive minor_case)
+    if minor and not cancer:
+        if kind in _MINOR_KINDS and risk in ("low", "unknown") and invasiveness != "high":
+            add("MINOR-CASE")
+            minor_case = True
+        else:
+            minor_case = kind == "surgery" and risk == "low" and invasiveness in ("low", "unknown")
+        if minor_case and not indicated and count < 2 and not emergency:
             add("OPTIONAL-MINOR")
 
-    second = indicated and len(opinions) <= 1
+    if emergency:
+        return fired
+
+    # agreement and conflict (outside an emergency)
+    if agree and not conflict:
+        add("PROCEED-WHEN-AGREE")
+    if conflict:
+        add("CONFLICT-ASK-WHY")
+        add("CONFLICT-CONFER")
+        if count == 2:
+            add("CONFLICT-THIRD-OPINION")
+
+    # seeking an opinion: the second, or a later one on a conflict
+    second = indicated and count <= 1
     if second:
         add("SEEKING-SECOND")
-        if seriousness in _SERIOUS:
+        if serious:
             add("SEEK-SERIOUS-DIAGNOSIS")
         if surgery:
             add("SEEK-BEFORE-SURGERY")
-    if second or conflict:
-        fired.update(("INDEPENDENT-DOCTOR", "CHECK-CREDENTIALS", "RECORDS-CHECKLIST-PLAN"))
-        pressing = bool(reasons & _PRESSING)
-        if surgery:
-            add("ASK-LESS-INVASIVE")
-        if cancer:
-            add("CANCER-EXPERT-REVIEW")
-        if case.get("insurance", _EMPTY).get("insured", "unknown") in ("yes", "unknown"):
-            add("CALL-INSURER-FIRST")
-        days = tx.get("days_to_decide")
-        if days is not None and days <= 7:
-            add("DEADLINE-SHORT-TIME")
-        elif days is not None and pressing:
-            add("DEADLINE-KNOWN-TIME")
-        elif days is None and pressing and not started:
-            add("DEADLINE-ASK-TIME")
-        if started:
+    later = conflict and count == 2
+    if later:
+        add("SEEKING-LATER-ON-CONFLICT")
+    if not (second or later):
+        return fired
+
+    # the first steps
+    if surgery:
+        add("ASK-LESS-INVASIVE")
+    if cancer:
+        add("CANCER-EXPERT-REVIEW")
+    if (case.get("insurance") or _EMPTY).get("insured", "unknown") != "no":
+        add("CALL-INSURER-FIRST")
+    if records.get("biopsy_slides", "unknown") == "yes":
+        add("ORIGINALS-BIOPSY-SLIDES")
+    if records.get("imaging", "unknown") in ("film", "electronic", "both"):
+        add("ORIGINALS-IMAGING")
+    if not brief:
+        add("INDEPENDENT-DOCTOR")
+        add("CHECK-CREDENTIALS")
+        add("RECORDS-CHECKLIST-PLAN")
+        if started == "yes":
             add("ACT-QUICKLY-DURING-TREATMENT")
-        elif pressing:
+        elif pressing and kind not in ("wait_and_see", "none"):
             add("ACT-QUICKLY-BEFORE-START")
-        if records.get("biopsy_slides", "unknown") == "yes":
-            add("ORIGINALS-BIOPSY-SLIDES")
-        if records.get("imaging", "unknown") in ("film", "electronic", "both"):
-            add("ORIGINALS-IMAGING")
+
+    # deadlines
+    if days is not None and days <= 7:
+        add("DEADLINE-SHORT-TIME")
+    elif pressing and not minor:
+        if days is not None:
+            add("DEADLINE-KNOWN-TIME")
+        elif not_started:
+            add("DEADLINE-ASK-TIME")
     return fired
