@@ -1068,11 +1068,12 @@ class Engine:
             if not isinstance(produced, Mapping):
                 raise EngineError(f"rule {rule_id!r}: derive returned a non-mapping")
             attributes = dict(produced)
-            fact_type = _check_type(attributes.pop("type", None), f"fact derived by {rule_id!r}")
+            where = f"fact derived by {rule_id!r}"
+            fact_type = _check_type(attributes.pop("type", None), where)
             if "fid" in attributes:
-                raise EngineError(f"fact derived by {rule_id!r} carries reserved key 'fid'")
-            _check_attributes(attributes, f"fact derived by {rule_id!r}")
-            self._check_join_values(fact_type, attributes, f"fact derived by {rule_id!r}")
+                raise EngineError(f"{where} carries reserved key 'fid'")
+            _check_attributes(attributes, where)
+            self._check_join_values(fact_type, attributes, where)
             content = _canonical(fact_type, attributes)
         except BaseException as exc:
             ctx.action_error = (rule_id, exc)
@@ -1130,9 +1131,10 @@ class Engine:
                 raise EngineError(f"input fact {fid!r}: fids starting with '__' or containing '#' are reserved")
             if fid in by_fid:
                 raise EngineError(f"duplicate input fact id {fid!r}")
-            fact_type = _check_type(fact.get("type"), f"input fact {fid!r}")
-            _check_attributes(fact, f"input fact {fid!r}")
-            self._check_join_values(fact_type, fact, f"input fact {fid!r}")
+            where = f"input fact {fid!r}"
+            fact_type = _check_type(fact.get("type"), where)
+            _check_attributes(fact, where)
+            self._check_join_values(fact_type, fact, where)
             copied = dict(fact)
             by_fid[fid] = copied
             if fact_type in fact_types:
