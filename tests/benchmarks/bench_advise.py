@@ -698,7 +698,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall", help="per-case clock: wall time or thread CPU time"
     )
-    parser.add_argument("--profile", action="store_true", help="print where advise() spends its time (cProfile) and stop")
+    parser.add_argument(
+        "--profile", action="store_true", help="print where advise() spends its time (cProfile) and stop"
+    )
     parser.add_argument("--rss-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
