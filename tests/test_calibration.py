@@ -345,3 +345,31 @@ def test_no_rule_text_makes_a_claim_beyond_the_guides(phrase: str, kind: str | N
             continue
         text = " ".join(str(getattr(then, name, "")) for name in ("title", "detail", "fields"))
         assert not re.search(phrase, text, re.IGNORECASE), rule.id
+
+
+# ---------------------------------------------------------------- 10. texts that name rules
+
+
+_RULE_ID_LIKE = re.compile(r"(?<![A-Za-z0-9_-])[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+(?![A-Za-z0-9_-])")
+
+
+def test_texts_name_only_rules_that_exist() -> None:
+    # CONFLICT-JOIN-DIAGNOSIS was replaced by CONFLICT-JOIN-CODES, yet the README, a rationale and
+    # the catalogue still named it. Any word shaped like a rule id whose first part is that of a
+    # shipped rule (CONFLICT-, AGREE-, ...) must be a shipped rule. The changelog is history.
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    book = secondopinion.Rulebook.load()
+    ids = {rule.id for rule in book.rules}
+    families = {rule_id.split("-")[0] for rule_id in ids}
+    texts = {f"rule {rule.id}": f"{rule.title} {rule.rationale}" for rule in book.rules}
+    for path in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        texts[str(path.relative_to(root))] = path.read_text(encoding="utf-8")
+    stale = sorted(
+        f"{where}: {word}"
+        for where, text in texts.items()
+        for word in set(_RULE_ID_LIKE.findall(text))
+        if word.split("-")[0] in families and word not in ids
+    )
+    assert stale == []
