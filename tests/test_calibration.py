@@ -64,6 +64,39 @@ def test_an_emergency_with_conflicting_opinions_still_leads_with_care() -> None:
     assert "resolve_conflict" not in advice.kinds and "get_another_opinion" not in advice.kinds
 
 
+_EMERGENCY_CARDS = {
+    "get_care_now": {"GET-CARE-NOW"},
+    "gather_records": {"EMERGENCY-RECORDS-LATER"},
+    "check_answers": {"CHECK-ANSWERS-URGENCY-DAYS"},
+}
+"""What an emergency may get, and from which rules: care now, the records later, and a check of the
+answers that make it an emergency. No card sends the patient to doctors, insurers or records first."""
+
+
+def _every_rule_example_as_an_emergency() -> list[Any]:
+    params = []
+    for rule in secondopinion.Rulebook.load().active:
+        for n, example in enumerate(rule.fires):
+            for label, how in (("urgency", {"urgency": "emergency"}), ("today", {"days_to_decide": 0})):
+                case = {k: (dict(v) if isinstance(v, dict) else v) for k, v in example.case.items()}
+                case["treatment"] = {**case.get("treatment", {}), **how}
+                params.append(pytest.param(case, id=f"{rule.id}-{n}-{label}"))
+    return params
+
+
+@pytest.mark.parametrize("case", _every_rule_example_as_an_emergency())
+def test_every_rule_is_quiet_in_an_emergency(case: dict[str, Any]) -> None:
+    # Each rule's own firing example, made an emergency: only the emergency cards may remain.
+    # NOT-INDEPENDENT-*, INSURER-REMOTE-*, HANDLE-OBJECTION, TRUSTED-TEAM-*, CHILD-SYMPTOM-LOG,
+    # ASK-LESS-INVASIVE-MINOR, RECORDS-REFUSED and most CHECK-ANSWERS-* fired in an emergency.
+    advice = _advise(case)
+    assert advice.kinds[0] == "get_care_now"
+    assert len(advice.recommendations) <= 4
+    allowed = _EMERGENCY_CARDS
+    loud = {r.kind: r.rule_ids for r in advice.recommendations if not set(r.rule_ids) <= allowed.get(r.kind, set())}
+    assert loud == {}
+
+
 @pytest.mark.parametrize("days", range(2, 120))
 def test_every_deadline_leaves_time_after_the_opinion(days: int) -> None:
     advice = _advise(
