@@ -198,6 +198,36 @@ def test_codes_from_two_systems_are_checked_with_the_doctors() -> None:
     assert "clarify_diagnoses" in advice.kinds and "resolve_conflict" not in advice.kinds
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "conflict"),
+    [
+        ("none", "wait_and_see", False),  # one family: no treatment now
+        ("wait_and_see", "none", False),
+        ("medication", "other", False),  # "other" cannot be compared
+        ("other", "surgery", False),
+        ("other", "other", False),
+        ("unknown", "surgery", False),
+        ("none", "surgery", True),
+        ("surgery", "wait_and_see", True),
+        ("medication", "chemotherapy", True),
+        ("chemotherapy", "radiation", True),
+        ("surgery", "medication", True),
+    ],
+)
+def test_only_treatments_that_can_be_compared_and_differ_conflict(first: str, second: str, conflict: bool) -> None:
+    advice = _advise({"opinions": [{"diagnosis": "knee arthritis", "treatment": t} for t in (first, second)]})
+    assert ("resolve_conflict" in advice.kinds) is conflict
+    assert ("get_another_opinion" in advice.kinds) is conflict
+
+
+@pytest.mark.parametrize(("first", "second"), [("other", "other"), ("none", "wait_and_see"), ("medication", "other")])
+def test_plans_that_cannot_be_compared_are_no_agreement_either(first: str, second: str) -> None:
+    # Two plans both called "other" (physiotherapy, an injection) may differ; no treatment and a
+    # watch-and-wait plan are close but not the same plan to go ahead with.
+    advice = _advise({"opinions": [{"diagnosis": "knee arthritis", "treatment": t} for t in (first, second)]})
+    assert "proceed_with_confidence" not in advice.kinds
+
+
 # ---------------------------------------------------------------- 3. three or more opinions
 
 

@@ -22,8 +22,9 @@ What it follows of the rule base (``rules/*.yaml``):
 * the first steps (doctor, credentials, records, insurer, originals) and the
   deadlines (a week or less, days known, days to ask), pressing reasons apart
   from elective ones;
-* agreement and conflict between opinions: treatments compared when both are
-  known, diagnoses by code within one code system or by the patient's word
+* agreement and conflict between opinions: treatments compared by family when
+  both can be compared (no treatment and watchful waiting are one family;
+  "other" and "unknown" are never compared), diagnoses by code within one code system or by the patient's word
   (``diagnosis_vs_first``), never by free-text wording alone; agreement by
   label, by code or by the patient's word. "Proceed" needs an agreement and,
   among all the opinions, no conflict, no diagnoses worded or coded in ways
@@ -65,6 +66,7 @@ SUBSET = frozenset(
         "SEEKING-LATER-ON-CONFLICT",
         "MINOR-CASE",
         "CONFLICT-JOIN",
+        "CONFLICT-JOIN-LATER-NO-TREATMENT",
         "CONFLICT-JOIN-CODES",
         "AGREE-JOIN",
         # recommendations
@@ -98,6 +100,9 @@ _EMPTY: Mapping[str, Any] = {}
 _SERIOUS = ("serious", "life_threatening")
 _MINOR_KINDS = ("none", "wait_and_see", "medication", "other", "unknown")
 _WORD_OPEN = ("unknown", "not_sure")  # diagnosis_vs_first values that leave a wording difference open
+_ACTIVE = ("medication", "surgery", "chemotherapy", "radiation")  # treatments that treat now
+_NO_TREATMENT = ("none", "wait_and_see")  # one family: neither treats now
+_COMPARED = _ACTIVE + _NO_TREATMENT  # "other" and "unknown" are never compared
 
 
 def _label(value: Any) -> str | None:
@@ -115,11 +120,12 @@ def _code(opinion: Mapping[str, Any]) -> str | None:
     return f"{system}:{cleaned}" if cleaned else None
 
 
-def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
+def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
     """What the pairs of opinions (an earlier one, a later one) derive.
 
-    Returns (CONFLICT-JOIN fires, CONFLICT-JOIN-CODES fires, the opinions
-    conflict, AGREE-JOIN fires, PROCEED-WHEN-AGREE's agreement stands). The
+    Returns (CONFLICT-JOIN fires, CONFLICT-JOIN-LATER-NO-TREATMENT fires,
+    CONFLICT-JOIN-CODES fires, the opinions conflict, AGREE-JOIN fires,
+    PROCEED-WHEN-AGREE's agreement stands). The
     agreement stands when some pair agrees and no pair leaves the diagnoses'
     wording open or makes an agreement not independent; a conflict holds it
     back too, which :func:`decide` checks.
@@ -138,12 +144,15 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
                 o.get("mode", "unknown") == "remote" or o.get("close_associate_of_first", "unknown") == "yes",
             )
         )
-    tx_conflict = code_conflict = said_different = agree_label = agree = blocked = False
+    tx_conflict = tx_later_none = code_conflict = said_different = agree_label = agree = blocked = False
     for i, (dx_a, tx_a, code_a, sys_a, _vs, inst_a, _dependent) in enumerate(rows):
         for dx_b, tx_b, code_b, sys_b, vs_b, inst_b, dependent_b in rows[i + 1 :]:
-            # opinions_conflict: treatments (both known), codes (one system), the patient's word
-            if tx_a != "unknown" and tx_b != "unknown" and tx_b != tx_a:
+            # opinions_conflict: treatments of different families (no treatment and waiting are one;
+            # "other" and "unknown" are not compared), codes (one system), the patient's word
+            if tx_a in _COMPARED and tx_b in _ACTIVE and tx_b != tx_a:
                 tx_conflict = True
+            if tx_a in _ACTIVE and tx_b in _NO_TREATMENT:
+                tx_later_none = True
             if code_a is not None and code_b is not None and sys_b == sys_a and code_b != code_a:
                 code_conflict = True
             if i == 0 and vs_b == "different":
@@ -157,7 +166,7 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
                 )
             ):
                 blocked = True
-            if tx_a == "unknown" or tx_b != tx_a:
+            if tx_a in ("unknown", "other") or tx_b != tx_a:
                 continue
             # the same treatment: opinions_agree by label, by code or by the patient's word
             pair_agrees = False
@@ -172,8 +181,8 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
             if (pair_agrees and dependent_b) or (inst_a is not None and inst_b == inst_a):
                 blocked = True
             agree = agree or pair_agrees
-    conflict = tx_conflict or code_conflict or said_different
-    return tx_conflict, code_conflict, conflict, agree_label, agree and not blocked
+    conflict = tx_conflict or tx_later_none or code_conflict or said_different
+    return tx_conflict, tx_later_none, code_conflict, conflict, agree_label, agree and not blocked
 
 
 def decide(case: Mapping[str, Any]) -> set[str]:
@@ -291,9 +300,11 @@ def decide(case: Mapping[str, Any]) -> set[str]:
     # what the opinions say
     conflict = agree = False
     if count > 1:
-        tx_conflict, code_conflict, conflict, agree_label, agree = _opinion_pairs(opinions)
+        tx_conflict, tx_later_none, code_conflict, conflict, agree_label, agree = _opinion_pairs(opinions)
         if tx_conflict:
             add("CONFLICT-JOIN")
+        if tx_later_none:
+            add("CONFLICT-JOIN-LATER-NO-TREATMENT")
         if code_conflict:
             add("CONFLICT-JOIN-CODES")
         if agree_label:
