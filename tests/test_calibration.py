@@ -297,6 +297,50 @@ def test_agreement_that_is_not_independent_is_not_confirmation(second: dict[str,
     assert expected in advice.kinds
 
 
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"diagnosis": "gallbladder polyp", "diagnosis_vs_first": "different"},  # the patient says they differ
+        {"diagnosis": "gallbladder polyp"},  # worded differently, not known to match
+        {"diagnosis_code": "K82.4", "diagnosis_code_system": "icd10cm"},  # a different code
+        {},  # no diagnosis given
+    ],
+)
+def test_same_place_and_same_treatment_without_agreement_is_no_agreement(second: dict[str, Any]) -> None:
+    # AGREEMENT-SAME-PLACE marked an "agreement" not independent for any two opinions from one place
+    # with the same treatment, even when their diagnoses differ or are not known to match.
+    first = {"institution": "city hospital", "diagnosis": "gallstones", "treatment": "surgery"}
+    first |= {"diagnosis_code": "K80.20", "diagnosis_code_system": "icd10cm"} if "diagnosis_code" in second else {}
+    advice = _advise({"opinions": [first, {"institution": "City Hospital", "treatment": "surgery", **second}]})
+    assert not [f for f in advice.derived_facts if f.type == "agreement_not_independent"]
+    assert "choose_independent_doctor" in advice.kinds  # the second opinion is still from the same place
+
+
+def test_a_same_place_pair_that_does_not_agree_does_not_hold_back_an_independent_agreement() -> None:
+    case = {
+        "diagnosis": {"seriousness": "moderate"},
+        "opinions": [
+            {"institution": "city hospital", "diagnosis": "gallstones", "treatment": "surgery"},
+            {"institution": "city hospital", "treatment": "surgery"},
+            {"institution": "lake clinic", "diagnosis": "gallstones", "treatment": "surgery"},
+        ],
+    }
+    assert "proceed_with_confidence" in _advise(case).kinds
+
+
+@pytest.mark.parametrize(
+    "third",
+    [{"diagnosis": "gallstones", "treatment": "medication"}, {"diagnosis": "gallstones", "treatment": "wait_and_see"}],
+)
+def test_any_conflict_among_three_holds_back_going_ahead(third: dict[str, Any]) -> None:
+    # A choice, not a defect: with a dissenting third doctor the opinions do not agree, even if a pair does.
+    pair = {"diagnosis": "gallstones", "treatment": "surgery"}
+    opinions = [{"institution": "city hospital", **pair}, {"institution": "lake clinic", **pair}, third]
+    advice = _advise({"opinions": opinions})
+    assert "proceed_with_confidence" not in advice.kinds
+    assert {"reflect_before_more_opinions", "resolve_conflict"} <= set(advice.kinds)
+
+
 # ---------------------------------------------------------------- 5. proportion
 
 

@@ -29,7 +29,7 @@ What it follows of the rule base (``rules/*.yaml``):
   label, by code or by the patient's word. "Proceed" needs an agreement and,
   among all the opinions, no conflict, no diagnoses worded or coded in ways
   that cannot be compared, and no agreement that is not independent (a close
-  associate, a remote-only review, or the same institution and treatment).
+  associate, a remote-only review, or an agreeing doctor at the same institution).
 """
 
 from __future__ import annotations
@@ -176,9 +176,9 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
                 pair_agrees = True
             if i == 0 and vs_b == "same":
                 pair_agrees = True
-            # agreement_not_independent: a close associate or a remote-only review agrees, or the
-            # same institution gives the same treatment (AGREEMENT-SAME-PLACE needs no agreement)
-            if (pair_agrees and dependent_b) or (inst_a is not None and inst_b == inst_a):
+            # agreement_not_independent: the agreeing opinion is a close associate's, a remote-only
+            # review, or from the same institution
+            if pair_agrees and (dependent_b or (inst_a is not None and inst_b == inst_a)):
                 blocked = True
             agree = agree or pair_agrees
     conflict = tx_conflict or tx_later_none or code_conflict or said_different
