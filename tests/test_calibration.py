@@ -228,6 +228,43 @@ def test_plans_that_cannot_be_compared_are_no_agreement_either(first: str, secon
     assert "proceed_with_confidence" not in advice.kinds
 
 
+@pytest.mark.parametrize(
+    ("later", "clarify"),
+    [
+        ({"diagnosis": "cluster headache", "diagnosis_vs_first": "same"}, True),  # "same" is about opinion 0
+        ({"diagnosis": "cluster headache", "diagnosis_vs_first": "different"}, True),
+        ({"diagnosis_code": "G44.009", "diagnosis_code_system": "snomed", "diagnosis_vs_first": "same"}, True),
+        ({"diagnosis": "migraine", "diagnosis_vs_first": "same"}, False),  # the same words as opinion 1
+    ],
+)
+def test_the_patients_word_about_the_first_doctor_does_not_settle_a_later_pair(
+    later: dict[str, Any], clarify: bool
+) -> None:
+    # Opinion 2's diagnosis_vs_first compares it with opinion 0 (here unlabelled); it hid a wording
+    # difference between opinions 1 and 2.
+    code = {"diagnosis_code": "G43.909", "diagnosis_code_system": "icd10cm"}
+    opinions = [
+        {"treatment": "medication"},
+        {"diagnosis": "migraine", "treatment": "medication", **code},
+        {"treatment": "medication", **later},
+    ]
+    if "diagnosis_code" not in later:
+        del opinions[1]["diagnosis_code"], opinions[1]["diagnosis_code_system"]
+    advice = _advise({"opinions": opinions})
+    assert ("clarify_diagnoses" in advice.kinds) is clarify
+
+
+def test_two_opinions_said_to_match_the_first_match_each_other() -> None:
+    same = {"diagnosis_vs_first": "same", "treatment": "medication"}
+    opinions = [
+        {"diagnosis": "atrial fibrillation", "treatment": "medication"},
+        {"diagnosis": "afib", **same},
+        {"diagnosis": "AF", **same},
+    ]
+    advice = _advise({"opinions": opinions})
+    assert "clarify_diagnoses" not in advice.kinds and "proceed_with_confidence" in advice.kinds
+
+
 # ---------------------------------------------------------------- 3. three or more opinions
 
 

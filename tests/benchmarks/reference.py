@@ -145,7 +145,7 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
             )
         )
     tx_conflict = tx_later_none = code_conflict = said_different = agree_label = agree = blocked = False
-    for i, (dx_a, tx_a, code_a, sys_a, _vs, inst_a, _dependent) in enumerate(rows):
+    for i, (dx_a, tx_a, code_a, sys_a, vs_a, inst_a, _dependent) in enumerate(rows):
         for dx_b, tx_b, code_b, sys_b, vs_b, inst_b, dependent_b in rows[i + 1 :]:
             # opinions_conflict: treatments of different families (no treatment and waiting are one;
             # "other" and "unknown" are not compared), codes (one system), the patient's word
@@ -157,9 +157,12 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
                 code_conflict = True
             if i == 0 and vs_b == "different":
                 said_different = True
-            # diagnosis_wording_differs: labels or code systems that cannot be compared, the word not given
+            # diagnosis_wording_differs: labels or code systems that cannot be compared, unless the
+            # patient's word settles the pair: it compares each opinion with the first (i == 0); a later
+            # pair is settled only when both are said to match the first
+            word_open = vs_b in _WORD_OPEN if i == 0 else not (vs_a == "same" and vs_b == "same")
             if (i == 0 and vs_b == "not_sure") or (
-                vs_b in _WORD_OPEN
+                word_open
                 and (
                     (dx_a is not None and dx_b is not None and dx_b != dx_a and (code_a is None or code_b is None))
                     or (code_a is not None and code_b is not None and sys_b != sys_a)
