@@ -468,6 +468,43 @@ def test_an_objection_from_a_doctor_never_told_is_a_check_not_a_script() -> None
     assert [r.kind for r in advice.recommendations].count("check_answers") == 1
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"diagnosis": "gout"}, {"diagnosis": "gout", "diagnosis_vs_first": "different"}),
+        (
+            {"diagnosis_code": "K80.20", "diagnosis_code_system": "icd10cm"},
+            {"diagnosis_code": "k8020", "diagnosis_code_system": "icd10cm", "diagnosis_vs_first": "different"},
+        ),
+        (
+            {"diagnosis_code": "K80.20", "diagnosis_code_system": "icd10cm"},
+            {"diagnosis_code": "K80.21", "diagnosis_code_system": "icd10cm", "diagnosis_vs_first": "same"},
+        ),
+    ],
+    ids=["different-same-label", "different-same-code", "same-codes-differ"],
+)
+def test_the_patients_word_against_the_labels_or_codes_is_a_check_not_a_conflict(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    # "different" with identical labels fired both AGREE-JOIN and CONFLICT-SAID-DIFFERENT: a high "third
+    # opinion" built on answers that cannot both be right. The advice built on them waits: check the
+    # answers, and ask the doctors whether they mean the same illness.
+    advice = _advise({"opinions": [{**first, "treatment": "surgery"}, {**second, "treatment": "surgery"}]})
+    check = advice.by_kind("check_answers")
+    assert check is not None and "opinions[].diagnosis_vs_first" in getattr(check, "fields", ())
+    assert "clarify_diagnoses" in advice.kinds
+    assert not {"resolve_conflict", "get_another_opinion", "ask_doctors_to_confer", "proceed_with_confidence"} & set(
+        advice.kinds
+    )
+    assert not [f for f in advice.derived_facts if f.type == "opinions_conflict"]
+
+
+def test_a_real_treatment_conflict_stands_beside_a_diagnosis_contradiction() -> None:
+    second = {"diagnosis": "gout", "diagnosis_vs_first": "different", "treatment": "surgery"}
+    advice = _advise({"opinions": [{"diagnosis": "gout", "treatment": "medication"}, second]})
+    assert {"check_answers", "resolve_conflict"} <= set(advice.kinds)
+
+
 # ---------------------------------------------------------------- 9. claims the guides do not make
 
 

@@ -25,7 +25,10 @@ What it follows of the rule base (``rules/*.yaml``):
 * agreement and conflict between opinions: treatments compared by family when
   both can be compared (no treatment and watchful waiting are one family;
   "other" and "unknown" are never compared), diagnoses by code within one code system or by the patient's word
-  (``diagnosis_vs_first``), never by free-text wording alone; agreement by
+  (``diagnosis_vs_first``, for pairs with the first opinion only), never by
+  free-text wording alone; the patient's word against the same label or code
+  (or "same" against different codes) is a contradiction, neither conflict nor
+  agreement; agreement by
   label, by code or by the patient's word. "Proceed" needs an agreement and,
   among all the opinions, no conflict, no diagnoses worded or coded in ways
   that cannot be compared, and no agreement that is not independent (a close
@@ -68,6 +71,7 @@ SUBSET = frozenset(
         "CONFLICT-JOIN",
         "CONFLICT-JOIN-LATER-NO-TREATMENT",
         "CONFLICT-JOIN-CODES",
+        "CONFLICT-JOIN-CODES-LATER",
         "AGREE-JOIN",
         # recommendations
         "GET-CARE-NOW",
@@ -120,12 +124,12 @@ def _code(opinion: Mapping[str, Any]) -> str | None:
     return f"{system}:{cleaned}" if cleaned else None
 
 
-def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
+def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool, bool]:
     """What the pairs of opinions (an earlier one, a later one) derive.
 
     Returns (CONFLICT-JOIN fires, CONFLICT-JOIN-LATER-NO-TREATMENT fires,
-    CONFLICT-JOIN-CODES fires, the opinions conflict, AGREE-JOIN fires,
-    PROCEED-WHEN-AGREE's agreement stands). The
+    CONFLICT-JOIN-CODES fires, CONFLICT-JOIN-CODES-LATER fires, the opinions
+    conflict, AGREE-JOIN fires, PROCEED-WHEN-AGREE's agreement stands). The
     agreement stands when some pair agrees and no pair leaves the diagnoses'
     wording open or makes an agreement not independent; a conflict holds it
     back too, which :func:`decide` checks.
@@ -144,7 +148,8 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
                 o.get("mode", "unknown") == "remote" or o.get("close_associate_of_first", "unknown") == "yes",
             )
         )
-    tx_conflict = tx_later_none = code_conflict = said_different = agree_label = agree = blocked = False
+    tx_conflict = tx_later_none = code_first = code_later = said_different = False
+    agree_label = agree = blocked = False
     for i, (dx_a, tx_a, code_a, sys_a, vs_a, inst_a, _dependent) in enumerate(rows):
         for dx_b, tx_b, code_b, sys_b, vs_b, inst_b, dependent_b in rows[i + 1 :]:
             # opinions_conflict: treatments of different families (no treatment and waiting are one;
@@ -153,9 +158,22 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
                 tx_conflict = True
             if tx_a in _ACTIVE and tx_b in _NO_TREATMENT:
                 tx_later_none = True
-            if code_a is not None and code_b is not None and sys_b == sys_a and code_b != code_a:
-                code_conflict = True
-            if i == 0 and vs_b == "different":
+            codes_differ = code_a is not None and code_b is not None and sys_b == sys_a and code_b != code_a
+            same_label = dx_a is not None and dx_b == dx_a
+            same_code = code_a is not None and code_b == code_a
+            # the patient's word against the labels or codes (pairs with the first): a contradiction
+            # (CHECK-ANSWERS-DIAGNOSIS-COMPARISON); the conflict waits, DIAGNOSIS-ANSWERS-DISAGREE derives
+            # diagnosis_wording_differs
+            contradiction = i == 0 and (
+                (vs_b == "different" and (same_label or same_code)) or (vs_b == "same" and codes_differ)
+            )
+            if contradiction:
+                blocked = True
+            if codes_differ and i > 0:
+                code_later = True
+            elif codes_differ and vs_b != "same":
+                code_first = True
+            if i == 0 and vs_b == "different" and not (same_label or same_code):
                 said_different = True
             # diagnosis_wording_differs: labels or code systems that cannot be compared, unless the
             # patient's word settles the pair: it compares each opinion with the first (i == 0); a later
@@ -184,8 +202,8 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool]:
             if pair_agrees and (dependent_b or (inst_a is not None and inst_b == inst_a)):
                 blocked = True
             agree = agree or pair_agrees
-    conflict = tx_conflict or tx_later_none or code_conflict or said_different
-    return tx_conflict, tx_later_none, code_conflict, conflict, agree_label, agree and not blocked
+    conflict = tx_conflict or tx_later_none or code_first or code_later or said_different
+    return tx_conflict, tx_later_none, code_first, code_later, conflict, agree_label, agree and not blocked
 
 
 def decide(case: Mapping[str, Any]) -> set[str]:
@@ -303,13 +321,15 @@ def decide(case: Mapping[str, Any]) -> set[str]:
     # what the opinions say
     conflict = agree = False
     if count > 1:
-        tx_conflict, tx_later_none, code_conflict, conflict, agree_label, agree = _opinion_pairs(opinions)
+        tx_conflict, tx_later_none, code_first, code_later, conflict, agree_label, agree = _opinion_pairs(opinions)
         if tx_conflict:
             add("CONFLICT-JOIN")
         if tx_later_none:
             add("CONFLICT-JOIN-LATER-NO-TREATMENT")
-        if code_conflict:
+        if code_first:
             add("CONFLICT-JOIN-CODES")
+        if code_later:
+            add("CONFLICT-JOIN-CODES-LATER")
         if agree_label:
             add("AGREE-JOIN")
         if conflict:
