@@ -131,6 +131,60 @@ def test_a_few_days_to_decide_gives_a_short_list() -> None:
     assert "check_credentials" not in advice.kinds and "act_quickly" not in advice.kinds
 
 
+@pytest.mark.parametrize(
+    ("case", "priority"),
+    [
+        # a minor diagnosis with only a preference: the date matters, a critical first card does not fit
+        (
+            {
+                "diagnosis": {"seriousness": "minor"},
+                "treatment": {"kind": "other", "risk": "low", "days_to_decide": 3},
+                "patient": {"wants_all_options": "yes"},
+            },
+            Priority.MEDIUM,
+        ),
+        (
+            {
+                "diagnosis": {"seriousness": "minor"},
+                "treatment": {"kind": "medication", "risk": "low", "urgency": "urgent"},
+                "doctor": {"trust": "low"},
+            },
+            Priority.MEDIUM,
+        ),
+        # a pressing reason keeps it critical, minor or not; so does a preference outside a minor diagnosis
+        (
+            {
+                "diagnosis": {"seriousness": "minor"},
+                "treatment": {"kind": "surgery", "risk": "high", "days_to_decide": 3},
+            },
+            Priority.CRITICAL,
+        ),
+        (
+            {"diagnosis": {"seriousness": "minor", "certainty": "unclear"}, "treatment": {"urgency": "urgent"}},
+            Priority.CRITICAL,
+        ),
+        (
+            {
+                "diagnosis": {"seriousness": "moderate"},
+                "treatment": {"days_to_decide": 3},
+                "patient": {"wants_all_options": "yes"},
+            },
+            Priority.CRITICAL,
+        ),
+    ],
+    ids=[
+        "minor-options-3-days",
+        "minor-low-trust-urgent",
+        "minor-risky-surgery",
+        "minor-unclear-urgent",
+        "moderate-options",
+    ],
+)
+def test_a_short_deadline_is_in_proportion(case: dict[str, Any], priority: Priority) -> None:
+    deadline = _advise(case).by_kind("set_deadline")
+    assert deadline is not None and deadline.priority is priority
+
+
 # ---------------------------------------------------------------- 2. comparing diagnoses
 
 

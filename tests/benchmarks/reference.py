@@ -21,7 +21,7 @@ What it follows of the rule base (``rules/*.yaml``):
   one (two opinions that conflict; three or more get neither);
 * the first steps (doctor, credentials, records, insurer, originals) and the
   deadlines (a week or less, days known, days to ask), pressing reasons apart
-  from elective ones;
+  from elective ones, and a minor diagnosis with a preference apart from both;
 * agreement and conflict between opinions: treatments compared by family when
   both can be compared (no treatment and watchful waiting are one family;
   "other" and "unknown" are never compared), diagnoses by code within one code system or by the patient's word
@@ -85,6 +85,8 @@ SUBSET = frozenset(
         "RECORDS-CHECKLIST-PLAN",
         "CALL-INSURER-FIRST",
         "DEADLINE-SHORT-TIME",
+        "DEADLINE-SHORT-TIME-ELECTIVE",
+        "DEADLINE-SHORT-TIME-MINOR",
         "DEADLINE-KNOWN-TIME",
         "DEADLINE-ASK-TIME",
         "ACT-QUICKLY-BEFORE-START",
@@ -393,9 +395,13 @@ def decide(case: Mapping[str, Any]) -> set[str]:
         elif pressing and kind not in ("wait_and_see", "none"):
             add("ACT-QUICKLY-BEFORE-START")
 
-    # deadlines
+    # deadlines: a week or less is critical (a pressing reason, or a preference outside a minor
+    # diagnosis) or medium (a minor diagnosis with a preference)
     if days is not None and days <= 7:
-        add("DEADLINE-SHORT-TIME")
+        if pressing:
+            add("DEADLINE-SHORT-TIME")
+        if elective:
+            add("DEADLINE-SHORT-TIME-MINOR" if minor else "DEADLINE-SHORT-TIME-ELECTIVE")
     elif pressing and not minor:
         if days is not None:
             add("DEADLINE-KNOWN-TIME")
