@@ -432,6 +432,35 @@ def test_any_conflict_among_three_holds_back_going_ahead(third: dict[str, Any]) 
     assert {"reflect_before_more_opinions", "resolve_conflict"} <= set(advice.kinds)
 
 
+@pytest.mark.parametrize(
+    ("dependent", "independent_agreement_counts"),
+    [
+        ({"mode": "remote"}, True),
+        ({"institution": "north clinic", "close_associate_of_first": "yes"}, True),
+        # the rules cannot tell which agreement a pair from one place is: it holds "go ahead" back,
+        # and the same-place card still shows (a known limit, stated in T3)
+        ({"institution": "City Hospital"}, False),
+    ],
+    ids=["remote", "colleague", "same-place"],
+)
+def test_an_independent_in_person_agreement_among_three_is_not_sent_to_another_doctor(
+    dependent: dict[str, Any], independent_agreement_counts: bool
+) -> None:
+    # With an independent, in-person agreement already in, an outside view or an in-person visit would
+    # be yet another opinion (G49 first): the independence cards give way, and the agreement counts.
+    same = {"diagnosis": "inguinal hernia", "treatment": "surgery"}
+    opinions = [
+        {"institution": "city hospital", "mode": "in_person", **same},
+        {**same, **dependent},
+        {"institution": "university clinic", "mode": "in_person", "close_associate_of_first": "no", **same},
+    ]
+    advice = _advise({"opinions": opinions})
+    assert not {"be_seen_in_person", "get_another_opinion"} & set(advice.kinds)
+    assert ("choose_independent_doctor" in advice.kinds) is not independent_agreement_counts
+    assert "reflect_before_more_opinions" in advice.kinds
+    assert ("proceed_with_confidence" in advice.kinds) is independent_agreement_counts
+
+
 # ---------------------------------------------------------------- 5. proportion
 
 
@@ -468,6 +497,19 @@ def test_intensive_or_invasive_treatment_alone_calls_for_an_opinion(treatment: d
     assert seek is not None and seek.priority is Priority.HIGH
 
 
+def test_a_small_operation_wanted_for_the_options_is_not_a_big_step() -> None:
+    advice = _advise(
+        {
+            "diagnosis": {"seriousness": "minor"},
+            "treatment": {"kind": "surgery", "risk": "low", "invasiveness": "low"},
+            "patient": {"wants_all_options": "yes"},
+        }
+    )
+    seek = advice.by_kind("seek_second_opinion")
+    assert seek is not None and seek.priority is Priority.MEDIUM
+    assert "big step" not in _texts(advice)
+
+
 # ---------------------------------------------------------------- 6. stated facts are not asked again
 
 
@@ -485,6 +527,15 @@ def test_a_stated_coverage_answer_is_not_asked_again() -> None:
     case = {"diagnosis": {"seriousness": "serious"}, "insurance": {"insured": "yes", "covers_second_opinion": "yes"}}
     questions = getattr(_advise(case).by_kind("check_insurance"), "questions", ())
     assert "Do you pay for a second opinion?" not in questions
+
+
+def test_a_plan_that_pays_for_no_opinion_is_not_asked_about_one_more() -> None:
+    case = {
+        "insurance": {"insured": "yes", "covers_second_opinion": "no"},
+        "opinions": [{"diagnosis": "gout", "treatment": "medication"}, {"diagnosis": "gout", "treatment": "surgery"}],
+    }
+    questions = getattr(_advise(case).by_kind("check_insurance"), "questions", ())
+    assert "Will you pay for one more opinion?" not in questions
 
 
 # ---------------------------------------------------------------- 7. evidence in scope

@@ -29,10 +29,10 @@ What it follows of the rule base (``rules/*.yaml``):
   free-text wording alone; the patient's word against the same label or code
   (or "same" against different codes) is a contradiction, neither conflict nor
   agreement; agreement by
-  label, by code or by the patient's word. "Proceed" needs an agreement and,
+  label, by code or by the patient's word. "Proceed" needs an agreement whose
+  later opinion is neither a close associate's nor a remote-only review and,
   among all the opinions, no conflict, no diagnoses worded or coded in ways
-  that cannot be compared, and no agreement that is not independent (a close
-  associate, a remote-only review, or an agreeing doctor at the same institution).
+  that cannot be compared, and no agreeing pair from one institution.
 """
 
 from __future__ import annotations
@@ -199,11 +199,11 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool, b
                 pair_agrees = True
             if i == 0 and vs_b == "same":
                 pair_agrees = True
-            # agreement_not_independent: the agreeing opinion is a close associate's, a remote-only
-            # review, or from the same institution
-            if pair_agrees and (dependent_b or (inst_a is not None and inst_b == inst_a)):
+            # "proceed" needs an agreement whose later opinion is neither a close associate's nor a
+            # remote-only review; an agreeing pair from the same institution holds it back
+            if pair_agrees and inst_a is not None and inst_b == inst_a:
                 blocked = True
-            agree = agree or pair_agrees
+            agree = agree or (pair_agrees and not dependent_b)
     conflict = tx_conflict or tx_later_none or code_first or code_later or said_different
     return tx_conflict, tx_later_none, code_first, code_later, conflict, agree_label, agree and not blocked
 
