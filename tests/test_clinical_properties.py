@@ -223,7 +223,10 @@ def test_stated_facts_are_never_asked_again(case: Case) -> None:
     assert asked_again == [], f"the insurer questions ask again about insurance.{', insurance.'.join(asked_again)}"
     if case.insurance.insured.value == "no":
         assert "check_insurance" not in advice.kinds, "an uninsured patient is told to call the insurer"
-    if case.treatment.days_to_decide is not None:
+    checked = getattr(advice.by_kind(EXPLAINS), "fields", ())
+    if case.treatment.days_to_decide is not None and "treatment.days_to_decide" not in checked:
+        # (days that contradict the urgency are checked with the patient, and the safer reading asks
+        # the doctor for the date: CHECK-ANSWERS-URGENCY-DAYS, DEADLINE-URGENT-ASK-DAYS*)
         deadline = advice.by_kind("set_deadline")
         assert not (isinstance(deadline, SetDeadline) and deadline.ask_doctor_how_long), (
             "the time to decide is stated, yet the deadline card says to ask the doctor how long there is"
