@@ -49,9 +49,10 @@ def random_case(
 ) -> dict[str, Any]:
     """One valid case dict: random aspects, random fields, 0-4 opinions.
 
-    ``labelled_opinions`` gives every opinion a diagnosis label (the opinion
-    joins compare labels; the benchmark's reference implementation assumes
-    them). ``False`` leaves labels out at random, as patients do.
+    ``labelled_opinions`` gives every opinion a diagnosis label, so the joins
+    that compare labels get many pairs to work on. ``False`` leaves labels out
+    at random, as patients do; the benchmark's reference implementation
+    handles both (tests/test_benchmark_reference.py runs it on each).
     """
     case: dict[str, Any] = {}
     for aspect, attributes in _aspects().items():

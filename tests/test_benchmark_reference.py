@@ -1,6 +1,6 @@
 """The benchmark's plain-Python reference agrees with the engine on its subset of the rules.
 
-``tests/benchmarks/reference.py`` hard-codes 48 shipped rules as ``if``
+``tests/benchmarks/reference.py`` hard-codes about fifty shipped rules as ``if``
 statements; the benchmark times it as the floor under ``advise()`` and reports
 how often it agrees with ``Trace.effective`` restricted to its subset. That
 figure is only honest if it is 100%: these tests hold it there as the rule base

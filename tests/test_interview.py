@@ -104,9 +104,10 @@ def test_api_refuses_bad_answers_naming_the_field_never_the_value() -> None:
 
 def test_terminal_session_end_to_end(tmp_path: Path) -> None:
     saved = tmp_path / "case.json"
-    # Answer the first question "1", type nonsense, answer "1" again, skip one, go back to it, answer "2",
-    # then stop with "d".
-    script = "1\nmaybe\n1\ns\nb\n2\nd\n"
+    # Answer the first question "1", type nonsense, answer the second "3", skip one, go back to it, answer
+    # "20" (the days to decide), then stop with "d". (After "1", an emergency, only the days to decide
+    # would be left to ask: nothing else changes an emergency's advice.)
+    script = "1\nmaybe\n3\ns\nb\n20\nd\n"
     result = CliRunner().invoke(app, ["interview", "--out", str(saved), "--today", "2026-03-01"], input=script)
     assert result.exit_code == 0, result.output
     assert "Question 1:" in result.stdout and "Your plan now:" in result.stdout
@@ -119,10 +120,11 @@ def test_terminal_session_end_to_end(tmp_path: Path) -> None:
     api.answer(q1, api.choices(q1)[0].value)
     q2 = api.next_question()
     assert q2 is not None
-    api.answer(q2, api.choices(q2)[0].value)
+    api.answer(q2, api.choices(q2)[2].value)
     q3 = api.next_question()
     assert q3 is not None
-    api.answer(q3, api.choices(q3)[1].value)
+    assert api.wants_number(q3)  # the days to decide
+    api.answer(q3, 20)
     assert load_case(saved.read_text("utf-8")) == api.to_case()
     # And `advise` on the saved case reaches the same advice as the interview.
     advised = CliRunner().invoke(app, ["advise", str(saved), "--format", "json"])

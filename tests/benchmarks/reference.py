@@ -21,14 +21,18 @@ What it follows of the rule base (``rules/*.yaml``):
   one (two opinions that conflict; three or more get neither);
 * the first steps (doctor, credentials, records, insurer, originals) and the
   deadlines (a week or less, days known, days to ask), pressing reasons apart
-  from elective ones;
-* agreement and conflict between opinions: treatments compared when both are
-  known, diagnoses by code within one code system or by the patient's word
-  (``diagnosis_vs_first``), never by free-text wording alone; agreement by
-  label, by code or by the patient's word. "Proceed" needs an agreement and,
+  from elective ones, and a minor diagnosis with a preference apart from both;
+* agreement and conflict between opinions: treatments compared by family when
+  both can be compared (no treatment and watchful waiting are one family;
+  "other" and "unknown" are never compared), diagnoses by code within one code system or by the patient's word
+  (``diagnosis_vs_first``, for pairs with the first opinion only), never by
+  free-text wording alone; the patient's word against the same label or code
+  (or "same" against different codes) is a contradiction, neither conflict nor
+  agreement; agreement by
+  label, by code or by the patient's word. "Proceed" needs an agreement whose
+  later opinion is neither a close associate's nor a remote-only review and,
   among all the opinions, no conflict, no diagnoses worded or coded in ways
-  that cannot be compared, and no agreement that is not independent (a close
-  associate, a remote-only review, or the same institution and treatment).
+  that cannot be compared, and no agreeing pair from one institution.
 """
 
 from __future__ import annotations
@@ -65,7 +69,9 @@ SUBSET = frozenset(
         "SEEKING-LATER-ON-CONFLICT",
         "MINOR-CASE",
         "CONFLICT-JOIN",
+        "CONFLICT-JOIN-LATER-NO-TREATMENT",
         "CONFLICT-JOIN-CODES",
+        "CONFLICT-JOIN-CODES-LATER",
         "AGREE-JOIN",
         # recommendations
         "GET-CARE-NOW",
@@ -79,6 +85,8 @@ SUBSET = frozenset(
         "RECORDS-CHECKLIST-PLAN",
         "CALL-INSURER-FIRST",
         "DEADLINE-SHORT-TIME",
+        "DEADLINE-SHORT-TIME-ELECTIVE",
+        "DEADLINE-SHORT-TIME-MINOR",
         "DEADLINE-KNOWN-TIME",
         "DEADLINE-ASK-TIME",
         "ACT-QUICKLY-BEFORE-START",
@@ -98,6 +106,9 @@ _EMPTY: Mapping[str, Any] = {}
 _SERIOUS = ("serious", "life_threatening")
 _MINOR_KINDS = ("none", "wait_and_see", "medication", "other", "unknown")
 _WORD_OPEN = ("unknown", "not_sure")  # diagnosis_vs_first values that leave a wording difference open
+_ACTIVE = ("medication", "surgery", "chemotherapy", "radiation")  # treatments that treat now
+_NO_TREATMENT = ("none", "wait_and_see")  # one family: neither treats now
+_COMPARED = _ACTIVE + _NO_TREATMENT  # "other" and "unknown" are never compared
 
 
 def _label(value: Any) -> str | None:
@@ -115,10 +126,11 @@ def _code(opinion: Mapping[str, Any]) -> str | None:
     return f"{system}:{cleaned}" if cleaned else None
 
 
-def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
+def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool, bool, bool]:
     """What the pairs of opinions (an earlier one, a later one) derive.
 
-    Returns (CONFLICT-JOIN fires, CONFLICT-JOIN-CODES fires, the opinions
+    Returns (CONFLICT-JOIN fires, CONFLICT-JOIN-LATER-NO-TREATMENT fires,
+    CONFLICT-JOIN-CODES fires, CONFLICT-JOIN-CODES-LATER fires, the opinions
     conflict, AGREE-JOIN fires, PROCEED-WHEN-AGREE's agreement stands). The
     agreement stands when some pair agrees and no pair leaves the diagnoses'
     wording open or makes an agreement not independent; a conflict holds it
@@ -138,26 +150,46 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
                 o.get("mode", "unknown") == "remote" or o.get("close_associate_of_first", "unknown") == "yes",
             )
         )
-    tx_conflict = code_conflict = said_different = agree_label = agree = blocked = False
-    for i, (dx_a, tx_a, code_a, sys_a, _vs, inst_a, _dependent) in enumerate(rows):
+    tx_conflict = tx_later_none = code_first = code_later = said_different = False
+    agree_label = agree = blocked = False
+    for i, (dx_a, tx_a, code_a, sys_a, vs_a, inst_a, _dependent) in enumerate(rows):
         for dx_b, tx_b, code_b, sys_b, vs_b, inst_b, dependent_b in rows[i + 1 :]:
-            # opinions_conflict: treatments (both known), codes (one system), the patient's word
-            if tx_a != "unknown" and tx_b != "unknown" and tx_b != tx_a:
+            # opinions_conflict: treatments of different families (no treatment and waiting are one;
+            # "other" and "unknown" are not compared), codes (one system), the patient's word
+            if tx_a in _COMPARED and tx_b in _ACTIVE and tx_b != tx_a:
                 tx_conflict = True
-            if code_a is not None and code_b is not None and sys_b == sys_a and code_b != code_a:
-                code_conflict = True
-            if i == 0 and vs_b == "different":
+            if tx_a in _ACTIVE and tx_b in _NO_TREATMENT:
+                tx_later_none = True
+            codes_differ = code_a is not None and code_b is not None and sys_b == sys_a and code_b != code_a
+            same_label = dx_a is not None and dx_b == dx_a
+            same_code = code_a is not None and code_b == code_a
+            # the patient's word against the labels or codes (pairs with the first): a contradiction
+            # (CHECK-ANSWERS-DIAGNOSIS-COMPARISON); the conflict waits, DIAGNOSIS-ANSWERS-DISAGREE derives
+            # diagnosis_wording_differs
+            contradiction = i == 0 and (
+                (vs_b == "different" and (same_label or same_code)) or (vs_b == "same" and codes_differ)
+            )
+            if contradiction:
+                blocked = True
+            if codes_differ and i > 0:
+                code_later = True
+            elif codes_differ and vs_b != "same":
+                code_first = True
+            if i == 0 and vs_b == "different" and not (same_label or same_code):
                 said_different = True
-            # diagnosis_wording_differs: labels or code systems that cannot be compared, the word not given
+            # diagnosis_wording_differs: labels or code systems that cannot be compared, unless the
+            # patient's word settles the pair: it compares each opinion with the first (i == 0); a later
+            # pair is settled only when both are said to match the first
+            word_open = vs_b in _WORD_OPEN if i == 0 else not (vs_a == "same" and vs_b == "same")
             if (i == 0 and vs_b == "not_sure") or (
-                vs_b in _WORD_OPEN
+                word_open
                 and (
                     (dx_a is not None and dx_b is not None and dx_b != dx_a and (code_a is None or code_b is None))
                     or (code_a is not None and code_b is not None and sys_b != sys_a)
                 )
             ):
                 blocked = True
-            if tx_a == "unknown" or tx_b != tx_a:
+            if tx_a in ("unknown", "other") or tx_b != tx_a:
                 continue
             # the same treatment: opinions_agree by label, by code or by the patient's word
             pair_agrees = False
@@ -167,13 +199,13 @@ def _opinion_pairs(opinions: Any) -> tuple[bool, bool, bool, bool, bool]:
                 pair_agrees = True
             if i == 0 and vs_b == "same":
                 pair_agrees = True
-            # agreement_not_independent: a close associate or a remote-only review agrees, or the
-            # same institution gives the same treatment (AGREEMENT-SAME-PLACE needs no agreement)
-            if (pair_agrees and dependent_b) or (inst_a is not None and inst_b == inst_a):
+            # "proceed" needs an agreement whose later opinion is neither a close associate's nor a
+            # remote-only review; an agreeing pair from the same institution holds it back
+            if pair_agrees and inst_a is not None and inst_b == inst_a:
                 blocked = True
-            agree = agree or pair_agrees
-    conflict = tx_conflict or code_conflict or said_different
-    return tx_conflict, code_conflict, conflict, agree_label, agree and not blocked
+            agree = agree or (pair_agrees and not dependent_b)
+    conflict = tx_conflict or tx_later_none or code_first or code_later or said_different
+    return tx_conflict, tx_later_none, code_first, code_later, conflict, agree_label, agree and not blocked
 
 
 def decide(case: Mapping[str, Any]) -> set[str]:
@@ -291,11 +323,15 @@ def decide(case: Mapping[str, Any]) -> set[str]:
     # what the opinions say
     conflict = agree = False
     if count > 1:
-        tx_conflict, code_conflict, conflict, agree_label, agree = _opinion_pairs(opinions)
+        tx_conflict, tx_later_none, code_first, code_later, conflict, agree_label, agree = _opinion_pairs(opinions)
         if tx_conflict:
             add("CONFLICT-JOIN")
-        if code_conflict:
+        if tx_later_none:
+            add("CONFLICT-JOIN-LATER-NO-TREATMENT")
+        if code_first:
             add("CONFLICT-JOIN-CODES")
+        if code_later:
+            add("CONFLICT-JOIN-CODES-LATER")
         if agree_label:
             add("AGREE-JOIN")
         if conflict:
@@ -359,9 +395,13 @@ def decide(case: Mapping[str, Any]) -> set[str]:
         elif pressing and kind not in ("wait_and_see", "none"):
             add("ACT-QUICKLY-BEFORE-START")
 
-    # deadlines
+    # deadlines: a week or less is critical (a pressing reason, or a preference outside a minor
+    # diagnosis) or medium (a minor diagnosis with a preference)
     if days is not None and days <= 7:
-        add("DEADLINE-SHORT-TIME")
+        if pressing:
+            add("DEADLINE-SHORT-TIME")
+        if elective:
+            add("DEADLINE-SHORT-TIME-MINOR" if minor else "DEADLINE-SHORT-TIME-ELECTIVE")
     elif pressing and not minor:
         if days is not None:
             add("DEADLINE-KNOWN-TIME")
