@@ -290,13 +290,15 @@ class Advisor:
                 derivations.sort(key=lambda x: (x.rule_id, tuple(x.matched.items())))
             derived.append(DerivedFactRecord(rename.get(d.fid, d.fid), d.type, dict(d.attributes), tuple(derivations)))
         derived.sort(key=lambda d: (d.type, int(d.fid.rpartition("#")[2])))
-        suppressed: tuple[Derivation, ...] = trace.suppressed
-        if rename:
-            suppressed = tuple(_renamed(d, rename) for d in suppressed)
-        # Per kind, most urgent first, then rulebook order, then the (canonical) facts matched:
-        # the same advice whatever order the engine fired in (merging keeps the first of equals).
         order = trace.rule_order
         last = len(order)
+        suppressed = trace.suppressed
+        if rename:
+            suppressed = tuple(_renamed(d, rename) for d in suppressed)
+        if len(suppressed) > 1:  # in rulebook order too, not firing order
+            suppressed = tuple(sorted(suppressed, key=lambda d: (order.get(d.rule_id, last), tuple(d.matched.items()))))
+        # Per kind, most urgent first, then rulebook order, then the (canonical) facts matched:
+        # the same advice whatever order the engine fired in (merging keeps the first of equals).
         groups: dict[type[Recommendation], list[_Member]] = {}
         for prepared, firing, fields in trace.made:
             derivation = _renamed(firing, rename)
