@@ -444,3 +444,119 @@ def test_monotonicity_declarations_are_checked_on_load(tmp_path: Path, entry: st
     assert any(message in p.message and (p.line or 0) >= 2 and p.rule_id == "PK-M" for p in caught.value.problems), str(
         caught.value
     )
+
+
+# --------------------------------------------------------------------------- the analysis's fast paths
+
+
+def _shapes() -> list[Any]:
+    """Atoms of every shape the model builds (to compare compiled atoms with _truth on)."""
+    from secondopinion.verify.atoms import ABSENT
+
+    a = ("s", ("treatment", 0, "days_to_decide"), 0)
+    b = ("s", ("opinion", 1, "mode"), 0)
+    shifted = ("s", ("treatment", 0, "days_to_decide"), 2)
+    remote = ("r", 2, 1)
+    out: list[Any] = []
+    for op in ("eq", "ne", "gt", "gte", "lt", "lte"):
+        for right in (("c", 3), ("c", "remote"), ("c", ABSENT), b, shifted, ("r", 2, 0), remote):
+            out += [("cmp", left, op, right) for left in (a, b, shifted, remote)]
+    for op, right in (("in", ("remote", 3)), ("not_in", ("remote", 3)), ("exists", True), ("exists", False)):
+        out += [("cmp", a, op, right), ("cmp", shifted, op, right)]
+    out += [("member", a, frozenset({3, ABSENT})), ("outside", a, frozenset({3})), ("member", b, ("remote",))]
+    out += [("differ", (a, ("c", 3)), (b, shifted)), ("differ", (a,), (a,))]
+    one, two, three = out[0], out[10], out[20]
+    out += [("or", ((one, two), (three,))), ("and", (one, three)), ("ineffective", ((one,),), ((two,),))]
+    out += [("ineffective", ((one, two),), ())]
+    return out
+
+
+def test_compiled_atoms_mean_what_truth_says() -> None:
+    """_predicate (what the search and the corpus evaluate) agrees with _truth, the atoms' definition."""
+    import random
+
+    from secondopinion.verify.atoms import ABSENT, _atom_slots, _predicate, _truth
+    from secondopinion.verify.model import _Model
+
+    book = Rulebook.load()
+    model = _Model(book, book.active, 0)
+    atoms: set[Any] = set(_shapes())
+    for n in model.opinion_counts[:4]:
+        for rule in book.active:
+            for alt in model.rule_alts(rule, n) + model.unless_alts(rule, n):
+                atoms.update(alt.atoms)
+            guard = model.ineffective(rule, n)
+            if guard is not None:
+                atoms.add(guard)
+    extra = [ABSENT, 0, 1, 2, 3, 5, 7, "yes", "no", "unknown", "remote", "in_person"]
+    rng = random.Random(7)
+    for atom in sorted(atoms, key=repr):
+        slots = sorted(_atom_slots(atom, 0) | {("opinion", i, "mode") for i in range(2)})
+        compiled = _predicate(atom)
+        for _ in range(30):
+            values = {s: rng.choice(extra + model.domain(s)) for s in slots}
+            assert compiled(values) is _truth(atom, values, 0), (atom, values)
+
+
+def _pairwise_as_first_written(params: Any, rng: Any, *, limit: int) -> list[dict[Any, Any]]:
+    import itertools
+
+    names = [p for p, _ in params]
+    sizes = [len(d) for _, d in params]
+    need: dict[tuple[int, int, int], set[int]] = {}
+    for i, j in itertools.combinations(range(len(names)), 2):
+        for a in range(sizes[i]):
+            need[(i, a, j)] = set(range(sizes[j]))
+    rows: list[dict[Any, Any]] = []
+    while len(rows) < limit:
+        start = next(((i, a, j, min(b)) for (i, a, j), b in need.items() if b), None)
+        if start is None:
+            break
+        i0, a0, j0, b0 = start
+        choice = {i0: a0, j0: b0}
+        order = [k for k in range(len(names)) if k not in choice]
+        rng.shuffle(order)
+        for k in order:
+            gain = [0] * sizes[k]
+            for c, cv in choice.items():
+                if c < k:
+                    for v in need[(c, cv, k)]:
+                        gain[v] += 1
+                else:
+                    for v in range(sizes[k]):
+                        if cv in need[(k, v, c)]:
+                            gain[v] += 1
+            choice[k] = max(range(sizes[k]), key=lambda v: gain[v])
+        for i, j in itertools.combinations(sorted(choice), 2):
+            need[(i, choice[i], j)].discard(choice[j])
+        rows.append({names[k]: params[k][1][v] for k, v in choice.items()})
+    return rows
+
+
+def test_pairwise_rows_are_those_of_the_plain_greedy_algorithm() -> None:
+    import random
+
+    from secondopinion.verify.corpus import _pairwise
+
+    shapes = random.Random(3)
+    for trial in range(150):
+        params = [(f"p{i}", list(range(shapes.randint(1, 6)))) for i in range(shapes.randint(0, 9))]
+        limit = shapes.choice([0, 1, 5, 40, 200])
+        fast, plain = random.Random(trial), random.Random(trial)
+        assert _pairwise(params, fast, limit=limit) == _pairwise_as_first_written(params, plain, limit=limit)
+        assert fast.getstate() == plain.getstate()
+
+
+def test_verify_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    book = pack("gap")
+    assert gc.isenabled()
+    verify(book)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        verify(book)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -61,8 +61,7 @@ def check_runs(v: _Verifier) -> None:
             continue
         if run.trace is None:
             continue
-        for rule in v.rules:
-            static = v.fired_statically(rule, run)
+        for rule, static in zip(v.rules, v.fired_statically(run), strict=True):
             engine = rule.id in run.fired
             if rule.id in v.dead and engine:
                 dead = v.dead.pop(rule.id)
@@ -152,32 +151,35 @@ def _pairwise(params: Sequence[tuple[Any, Sequence[Any]]], rng: random.Random, *
     """Rows that cover every pair of values of every two parameters (greedy, seeded), at most ``limit``."""
     names = [p for p, _ in params]
     sizes = [len(d) for _, d in params]
-    # need[(i, a, j)] = values b of parameter j (j > i) not yet seen with value a of parameter i
-    need: dict[tuple[int, int, int], set[int]] = {}
-    for i, j in itertools.combinations(range(len(names)), 2):
-        for a in range(sizes[i]):
-            need[(i, a, j)] = set(range(sizes[j]))
+    count = len(names)
+    # unmet[i][a][j] = values b of parameter j not yet seen with value a of parameter i (kept both ways round)
+    unmet = [[[set(range(sizes[j])) for j in range(count)] for _ in range(sizes[i])] for i in range(count)]
+    pairs = [(i, a, j) for i, j in itertools.combinations(range(count), 2) for a in range(sizes[i])]
+    first = 0  # the first (i, a, j), j > i, with an unmet pair: a set once empty stays empty
     rows: list[dict[Any, Any]] = []
     while len(rows) < limit:
-        start = next(((i, a, j, min(b)) for (i, a, j), b in need.items() if b), None)
-        if start is None:
+        while first < len(pairs) and not unmet[pairs[first][0]][pairs[first][1]][pairs[first][2]]:
+            first += 1
+        if first == len(pairs):
             break
-        i0, a0, j0, b0 = start
-        choice: dict[int, int] = {i0: a0, j0: b0}
-        order = [k for k in range(len(names)) if k not in choice]
+        i0, a0, j0 = pairs[first]
+        choice: dict[int, int] = {i0: a0, j0: min(unmet[i0][a0][j0])}
+        order = [k for k in range(count) if k not in choice]
         rng.shuffle(order)
+        needs = [unmet[c][cv] for c, cv in choice.items()]  # for each value chosen, what it still needs (in order)
         for k in order:
             gain = [0] * sizes[k]
-            for c, cv in choice.items():
-                if c < k:
-                    for v in need[(c, cv, k)]:
-                        gain[v] += 1
-                else:
-                    for v in range(sizes[k]):
-                        if cv in need[(k, v, c)]:
-                            gain[v] += 1
-            choice[k] = max(range(sizes[k]), key=lambda v: gain[v])
-        for i, j in itertools.combinations(sorted(choice), 2):
-            need[(i, choice[i], j)].discard(choice[j])
+            for need in needs:
+                for v in need[k]:
+                    gain[v] += 1
+            choice[k] = best = gain.index(max(gain))  # the first value with the most gain
+            needs.append(unmet[k][best])
+        picked = list(choice.items())
+        for x, (i, a) in enumerate(picked):  # every pair of the row is now met
+            need = needs[x]
+            for y in range(x + 1, len(picked)):
+                j, b = picked[y]
+                need[j].discard(b)
+                needs[y][i].discard(a)
         rows.append({names[k]: params[k][1][v] for k, v in choice.items()})
     return rows

@@ -13,11 +13,11 @@ from .atoms import (
     Atom,
     Slot,
     _Alt,
-    _atom_slots,
     _minimal,
     _path,
+    _predicate,
+    _slots_of,
     _TooBig,
-    _truth,
 )
 from .runs import _Run
 
@@ -58,22 +58,23 @@ def escape(
     tested: Sequence[Slot],
 ) -> dict[Slot, Any] | None:
     """A case no rule advises on that lies outside every earlier region (on the case's single aspects)."""
+    # depth first: one 'outside' choice per earlier region, the choices in order (an explicit stack, so no
+    # recursive closure holds the verifier in a reference cycle: see verifier._collector_paused)
     attempts = 0
-
-    def search(i: int, positive: list[Atom]) -> dict[Slot, Any] | None:
-        nonlocal attempts
+    stack: list[tuple[int, list[Atom]]] = [(0, [])]
+    while stack:
+        i, positive = stack.pop()
         attempts += 1
         if attempts > 400:
             raise _TooBig
         if i == len(previous):
-            return v.model.solve(n, positive, rule_nogoods, also=tested, budget=20_000)
-        for slot, values in sorted(previous[i].items()):
-            found = search(i + 1, [*positive, ("outside", ("s", slot, 0), values)])
+            found = v.model.solve(n, positive, rule_nogoods, also=tested, budget=20_000)
             if found is not None:
                 return found
-        return None
-
-    return search(0, [])
+            continue
+        choices = sorted(previous[i].items())
+        stack.extend((i + 1, [*positive, ("outside", ("s", slot, 0), values)]) for slot, values in reversed(choices))
+    return None
 
 
 def add_gap(v: _Verifier, n: int, seed: Mapping[Slot, Any], tested: Sequence[Slot]) -> None:
@@ -113,12 +114,41 @@ def grow_box(v: _Verifier, n: int, seed: Mapping[Slot, Any], tested: Sequence[Sl
         for alt in alts:
             for slot in alt.slots | unless_slots:
                 by_slot.setdefault(slot, []).append((rule, alt))
+    # empty_in's quick test, prepared once: each alternative's one-slot tests on the box's slots, each as the
+    # values (of all those the box can hold) that pass it
+    passing: dict[Atom, frozenset[Any]] = {}
+    one_slot: dict[int, list[tuple[Slot, frozenset[Any]]]] = {}  # by id of the alternatives in by_slot
+    for pairs in by_slot.values():
+        for _, alt in pairs:
+            if id(alt) in one_slot:
+                continue
+            tests: list[tuple[Slot, frozenset[Any]]] = []
+            for atom in alt.atoms:
+                atom_slots = _slots_of(atom)
+                if len(atom_slots) != 1:
+                    continue
+                (slot,) = atom_slots
+                if slot not in box:
+                    continue
+                ok = passing.get(atom)
+                if ok is None:
+                    test = _predicate(atom)
+                    ok = passing[atom] = frozenset(x for x in {seed[slot], *model.domain(slot)} if test({slot: x}))
+                tests.append((slot, ok))
+            one_slot[id(alt)] = tests
     for slot in tested:
+        # while one slot widens, the box keeps its other slots: an alternative one of their tests rules out
+        # (empty_in's quick test) is empty whatever the slot's value; the others are tried on each value
+        live: list[tuple[Rule, _Alt, list[frozenset[Any]]]] = []
+        for rule, alt in by_slot.get(slot, []):
+            tests = one_slot[id(alt)]
+            if not any(s != slot and box[s].isdisjoint(ok) for s, ok in tests):
+                live.append((rule, alt, [ok for s, ok in tests if s == slot]))
         for value in model.domain(slot):
             if value in box[slot]:
                 continue
             trial = {**box, slot: frozenset([value])}
-            if all(empty_in(v, rule, alt, n, trial) for rule, alt in by_slot.get(slot, [])):
+            if all(any(value not in ok for ok in own) or empty_in(v, rule, alt, n, trial) for rule, alt, own in live):
                 box[slot] = box[slot] | {value}
     return box
 
@@ -126,15 +156,15 @@ def grow_box(v: _Verifier, n: int, seed: Mapping[Slot, Any], tested: Sequence[Sl
 def empty_in(v: _Verifier, rule: Rule, alt: _Alt, n: int, box: Mapping[Slot, frozenset[Any]]) -> bool:
     """Whether no case in the box makes this alternative of the rule fire without its 'unless'."""
     model = v.model
-    nogoods = [u.atoms for u in model.unless_alts(rule, n)]
-    slots = set(alt.slots) | {s for u in nogoods for a in u for s in _atom_slots(a, n)}
-    members = [("member", ("s", s, 0), box[s]) for s in slots if s in box]
     for atom in alt.atoms:  # quick test: a one-slot atom no value of the box passes
-        atom_slots = _atom_slots(atom, n)
+        atom_slots = _slots_of(atom)
         if len(atom_slots) == 1:
             (slot,) = atom_slots
-            if slot in box and not any(_truth(atom, {slot: v}, n) for v in box[slot]):
+            if slot in box and not any(_predicate(atom)({slot: v}) for v in box[slot]):
                 return True
+    nogoods = [u.atoms for u in model.unless_alts(rule, n)]
+    slots = set(alt.slots) | {s for u in nogoods for a in u for s in _slots_of(a)}
+    members = [("member", ("s", s, 0), box[s]) for s in slots if s in box]
     try:
         return model.solve(n, [*alt.atoms, *members], nogoods, budget=5_000) is None
     except _TooBig:

@@ -27,9 +27,11 @@ from .atoms import (
     ABSENT,
     Atom,
     Expr,
+    Predicate,
     Slot,
     _Alt,
     _atom_keys,
+    _atom_repr,
     _atom_slots,
     _attr_expr,
     _dnf,
@@ -39,7 +41,9 @@ from .atoms import (
     _minimal,
     _Plan,
     _plus,
+    _predicate,
     _rename_atoms,
+    _slots_of,
     _TooBig,
     _truth,
 )
@@ -71,6 +75,9 @@ class _Model:
         self.seed = seed
         self._plans: dict[str, list[_Plan]] = {}
         self._alts: dict[tuple[str, int], list[_Alt]] = {}
+        self._rule_alts: dict[tuple[str, int], list[_Alt]] = {}  # by rule id and n
+        self._unless_alts: dict[tuple[str, int], list[_Alt]] = {}
+        self._ineffective: dict[tuple[str, int, tuple[tuple[Slot, Slot], ...]], Atom | None] = {}
         self.cut_cycles: set[str] = set()
         self.limited: set[str] = set()
         ints: set[int] = {0, 1, 2}
@@ -103,7 +110,13 @@ class _Model:
         self.small_counts = self.opinion_counts
         self._domains: dict[tuple[str, str], list[Any]] = {}
         self._counts_for: dict[tuple[Any, ...], list[int]] = {}
-        self._stages: dict[int, tuple[_Plan, list[list[Atom]], list[list[tuple[str, str]]]]] = {}
+        self._stages: dict[int, tuple[Sequence[_Plan], list[_Staged]]] = {}  # by list of plans (see alts)
+        self._atom_info: dict[Atom, tuple[tuple[str, ...], str, Atom, bool | None]] = {}  # see _atom_info
+        self._on_n: dict[tuple[Atom, int], tuple[Atom, bool | None]] = {}  # the same for atoms on the summary, by n
+        self._numbers: dict[Atom, int] = {}  # every atom :meth:`holds` tests, numbered
+        self._tests: list[Predicate] = []  # each numbered atom compiled
+        self._indices: dict[int, tuple[Sequence[_Alt], tuple[tuple[int, ...], ...]]] = {}
+        self._fired: dict[int, tuple[Sequence[Rule], list[tuple[tuple[int, ...], ...]]]] = {}  # by n (see fired)
 
     def counts_for(self, rules: Sequence[Rule], patterns: Sequence[Pattern] = ()) -> list[int]:
         """The opinion counts a search over these rules (and extra patterns) needs: the counts they mention.
@@ -340,78 +353,129 @@ class _Model:
         if cache_key in self._alts:
             return self._alts[cache_key]
         seen: dict[tuple[Atom, ...], _Alt] = {}
-        for plan in plans:
-            opinion_keys = [k for k, t in plan.keys.items() if t == "opinion"]
-            if opinion_keys and n == 0:
+        cached = self._stages.get(id(plans))
+        if cached is None or cached[0] is not plans:
+            cached = self._stages[id(plans)] = (plans, [self._staged(plan) for plan in plans])
+        for staged in cached[1]:
+            if staged.opinion_keys and n == 0:
                 continue
-            self._place(goal, plan, opinion_keys, n, seen)  # past the limit: the goal is marked limited
+            start = self._start(staged, n)
+            if start is None:
+                continue  # a test on no opinion fails for every case with n opinions
+            if staged.opinion_keys:
+                self._place(goal, staged, start, n, seen)  # past the limit: the goal is marked limited
+                continue
+            if start is staged.base:  # the same atoms for every n: grounded once
+                if staged.leaves is None:
+                    staged.leaves = _conjunctions(start)
+                conjunctions = staged.leaves
+            else:
+                conjunctions = _conjunctions(start)
+            for key, alt in conjunctions:
+                if key not in seen:
+                    seen[key] = alt
         result = _minimal(list(seen.values()))
         self._alts[cache_key] = result
         return result
 
-    def _place(
-        self, goal: str, plan: _Plan, opinion_keys: Sequence[str], n: int, seen: dict[tuple[Atom, ...], _Alt]
-    ) -> bool:
+    def _staged(self, plan: _Plan) -> _Staged:
+        """A plan prepared for grounding (:meth:`alts` keeps them, by list of plans).
+
+        The atoms that name neither an opinion nor the summary ground the
+        same way for every ``n``: they are grounded here, once per atom (many
+        plans hold the same atoms: one derived fact's plans appear in every
+        plan built on it; a binding key always names the same fact, so equal
+        atoms ground the same: see :func:`_atom_info`).
+        """
+        opinion_keys = [k for k, t in plan.keys.items() if t == "opinion"]
+        position = {k: i for i, k in enumerate(opinion_keys)}
+        stages: list[list[Atom]] = [[] for _ in range(len(opinion_keys) + 1)]
+        first: list[tuple[Atom, bool]] = []
+        base: list[Atom] | None = []
+        infos = self._atom_info
+        for atom in plan.atoms:
+            info = infos.get(atom)
+            if info is None:
+                info = infos[atom] = _atom_info(atom, plan.keys)
+            opinions, names, grounded, truth = info
+            if names == "opinion":
+                last = position[opinions[0]] if len(opinions) == 1 else max(position[k] for k in opinions)
+                stages[last + 1].append(atom)
+                continue
+            stages[0].append(atom)
+            first.append((atom, names == "summary"))
+            if names == "summary":
+                continue
+            if truth is None:
+                if base is not None:
+                    base.append(grounded)
+            elif not truth:
+                base = None  # fails for every case
+        apart_at: list[list[tuple[str, str]]] = [[] for _ in range(len(opinion_keys) + 1)]
+        for a, b in plan.apart:
+            if a in position and b in position:
+                apart_at[max(position[a], position[b]) + 1].append((a, b))
+        return _Staged(plan, opinion_keys, stages, apart_at, first, base)
+
+    def _start(self, staged: _Staged, n: int) -> list[Atom] | None:
+        """A plan's atoms that name no opinion, grounded for ``n`` opinions (None: one of them can never hold).
+
+        Atoms that read no slot are decided here and left out. When every
+        atom on the summary is decided, this is the plan's ``base`` itself.
+        """
+        if staged.base is None:
+            return None
+        memo = self._on_n
+        kept = False
+        for atom, on_n in staged.first:
+            if not on_n:
+                continue
+            entry = memo.get((atom, n))
+            if entry is None:
+                g = _ground_atom(atom, staged.plan.keys, {}, n)
+                entry = memo[(atom, n)] = (g, None if _atom_slots(g, n) else _truth(g, {}, n))
+            if entry[1] is None:
+                kept = True
+            elif not entry[1]:
+                return None
+        if not kept:
+            return staged.base
+        out: list[Atom] = []
+        for atom, on_n in staged.first:
+            grounded, truth = memo[(atom, n)] if on_n else self._atom_info[atom][2:]
+            if truth is None:
+                out.append(grounded)
+        return out
+
+    def _place(self, goal: str, staged: _Staged, start: list[Atom], n: int, seen: dict[tuple[Atom, ...], _Alt]) -> bool:
         """Ground one plan for every placement of its opinion patterns on ``n`` opinions (False: too many).
 
-        Each atom is grounded as soon as the opinions it names are placed, so a
-        placement that breaks a test (an index order, a count) is cut off early.
+        ``start`` is the plan's atoms that name no opinion, already grounded
+        (:meth:`_start`). Each other atom is grounded as soon as the opinions
+        it names are placed, so a placement that breaks a test (an index
+        order, a count) is cut off early.
         """
-        staged = self._stages.get(id(plan))
-        if staged is None or staged[0] is not plan:
-            position = {k: i for i, k in enumerate(opinion_keys)}
-            stages: list[list[Atom]] = [[] for _ in range(len(opinion_keys) + 1)]
-            for atom in plan.atoms:
-                named = [position[k] for k in _atom_keys(atom) if k in position]
-                stages[max(named) + 1 if named else 0].append(atom)
-            apart_at: list[list[tuple[str, str]]] = [[] for _ in range(len(opinion_keys) + 1)]
-            for a, b in plan.apart:
-                if a in position and b in position:
-                    apart_at[max(position[a], position[b]) + 1].append((a, b))
-            staged = self._stages[id(plan)] = (plan, stages, apart_at)
-        _, stages, apart_at = staged
-        leaves = 0
-
-        def place(depth: int, where: dict[str, int], grounded: list[Atom]) -> bool:
-            nonlocal leaves
-            if any(where[a] == where[b] for a, b in apart_at[depth]):
-                return True
-            added: list[Atom] = []
-            for atom in stages[depth]:
-                g = _ground_atom(atom, plan.keys, where, n)
-                if not _atom_slots(g, n):
-                    if not _truth(g, {}, n):
-                        return True
-                    continue
-                added.append(g)
-            if depth == len(opinion_keys):
-                leaves += 1
-                if leaves > 20_000:
-                    self.limited.add(goal)
-                    return False
-                for conjunction in _dnf([*grounded, *added]):
-                    key = tuple(sorted(set(conjunction), key=repr))
-                    if key not in seen:
-                        seen[key] = _Alt(key, frozenset(s for a in key for s in _atom_slots(a, n)))
-                return True
-            for index in range(n):
-                where[opinion_keys[depth]] = index
-                if not place(depth + 1, where, [*grounded, *added]):
-                    return False
-            del where[opinion_keys[depth]]
+        if _Placement(staged, start, n, seen).place(0, {}, []):
             return True
-
-        return place(0, {}, [])
+        self.limited.add(goal)  # past 20,000 placements
+        return False
 
     def rule_alts(self, rule: Rule, n: int) -> list[_Alt]:
-        """A rule's ``when`` grounded for ``n`` opinions."""
-        return self.alts(f"rule:{rule.id}", self.rule_plans(rule), n)
+        """A rule's ``when`` grounded for ``n`` opinions (cached: the list is shared, do not change it)."""
+        cached = self._rule_alts.get((rule.id, n))
+        if cached is None:
+            cached = self._rule_alts[(rule.id, n)] = self.alts(f"rule:{rule.id}", self.rule_plans(rule), n)
+        return cached
 
     def unless_alts(self, rule: Rule, n: int) -> list[_Alt]:
-        """Every way any of a rule's ``unless`` entries can hold, for ``n`` opinions."""
+        """Every way any of a rule's ``unless`` entries can hold, for ``n`` opinions (cached, shared as well)."""
+        cached = self._unless_alts.get((rule.id, n))
+        if cached is not None:
+            return cached
         out: list[_Alt] = []
         for i, plans in enumerate(self.unless_plans(rule)):
             out.extend(self.alts(f"unless:{rule.id}:{i}", plans, n))
+        self._unless_alts[(rule.id, n)] = out
         return out
 
     def coverage_alts(self, cov: Coverage, n: int) -> list[_Alt]:
@@ -462,13 +526,18 @@ class _Model:
         ``("ineffective", whens, unlesses)`` holds when no alternative of the
         rule's ``when`` holds, or one of its ``unless`` alternatives does (the
         rule fires but is held back). ``rename`` moves the atoms to other
-        slots (the second case of a pair).
+        slots (the second case of a pair). Cached.
         """
+        key = (rule.id, n, tuple(sorted(rename.items())) if rename else ())
+        if key in self._ineffective:
+            return self._ineffective[key]
         whens = tuple(_rename_atoms(a.atoms, rename) for a in self.rule_alts(rule, n))
-        if not whens:
-            return None
-        unlesses = tuple(_rename_atoms(u.atoms, rename) for u in self.unless_alts(rule, n))
-        return ("ineffective", whens, unlesses)
+        guard: Atom | None = None
+        if whens:
+            unlesses = tuple(_rename_atoms(u.atoms, rename) for u in self.unless_alts(rule, n))
+            guard = ("ineffective", whens, unlesses)
+        self._ineffective[key] = guard
+        return guard
 
     def solve_without(
         self,
@@ -530,21 +599,184 @@ class _Model:
         return len(case.opinions), values
 
     def holds(
-        self, alts: Sequence[_Alt], n: int, values: Mapping[Slot, Any], memo: dict[Atom, bool] | None = None
+        self, alts: Sequence[_Alt], n: int, values: Mapping[Slot, Any], memo: list[bool | None] | None = None
     ) -> bool:
-        """Whether any alternative holds on a concrete case's slots (``memo`` caches atoms of one case)."""
+        """Whether any alternative holds on a concrete case's slots.
+
+        ``memo`` caches the atoms' truths on one case, by :meth:`_indexed` number (None: not known yet).
+        """
+        indexed = self._indexed(alts)
+        tests = self._tests
         if memo is None:
-            memo = {}
-        for alt in alts:
-            for atom in alt.atoms:
-                truth = memo.get(atom)
+            memo = []
+        if len(memo) < len(tests):
+            memo.extend([None] * (len(tests) - len(memo)))
+        for alt in indexed:
+            for index in alt:
+                truth = memo[index]
                 if truth is None:
-                    truth = memo[atom] = _truth(atom, values, n)
+                    truth = memo[index] = tests[index](values)
                 if not truth:
                     break
             else:
                 return True
         return False
+
+    def fired(self, rules: Sequence[Rule], n: int, values: Mapping[Slot, Any], memo: list[bool | None]) -> list[bool]:
+        """For each rule, whether its ``when`` holds on a concrete case with ``n`` opinions (see :meth:`holds`)."""
+        cached = self._fired.get(n)
+        if cached is None or cached[0] is not rules:
+            cached = self._fired[n] = (rules, [self._indexed(self.rule_alts(rule, n)) for rule in rules])
+        indexed = cached[1]
+        tests = self._tests
+        if len(memo) < len(tests):
+            memo.extend([None] * (len(tests) - len(memo)))
+        out: list[bool] = []
+        for alts in indexed:
+            fires = False
+            for alt in alts:
+                for index in alt:
+                    truth = memo[index]
+                    if truth is None:
+                        truth = memo[index] = tests[index](values)
+                    if not truth:
+                        break
+                else:
+                    fires = True
+                    break
+            out.append(fires)
+        return out
+
+    def _indexed(self, alts: Sequence[_Alt]) -> tuple[tuple[int, ...], ...]:
+        """The alternatives with each atom replaced by its number (equal atoms, one number; see :attr:`_tests`).
+
+        Cached per list of alternatives (the lists :meth:`alts` caches; the
+        cache holds the list itself, so its ``id`` stays its own).
+        """
+        cached = self._indices.get(id(alts))
+        if cached is not None and cached[0] is alts:
+            return cached[1]
+        numbers = self._numbers
+        out: list[tuple[int, ...]] = []
+        for alt in alts:
+            row: list[int] = []
+            for atom in alt.atoms:
+                number = numbers.get(atom)
+                if number is None:
+                    number = numbers[atom] = len(self._tests)
+                    self._tests.append(_predicate(atom))
+                row.append(number)
+            out.append(tuple(row))
+        indexed = tuple(out)
+        self._indices[id(alts)] = (alts, indexed)
+        return indexed
+
+
+class _Staged:
+    """A plan prepared for grounding by :meth:`_Model._staged`.
+
+    ``stages`` are its atoms by the depth at which the opinions they name are
+    placed (depth 0: they name none), ``apart_at`` the pairs of opinions that
+    must differ at each depth; ``first`` is depth 0's atoms, each marked when
+    it reads the summary (its grounding depends on ``n``); ``base`` the
+    others grounded, those that read no slot left out (None: one of those
+    fails for every case); ``leaves`` the conjunctions of ``base`` when the
+    plan names no opinion (computed once, for any ``n`` that keeps it).
+    """
+
+    __slots__ = ("apart_at", "base", "first", "leaves", "opinion_keys", "plan", "stages")
+
+    def __init__(
+        self,
+        plan: _Plan,
+        opinion_keys: list[str],
+        stages: list[list[Atom]],
+        apart_at: list[list[tuple[str, str]]],
+        first: list[tuple[Atom, bool]],
+        base: list[Atom] | None,
+    ) -> None:
+        self.plan = plan
+        self.opinion_keys = opinion_keys
+        self.stages = stages
+        self.apart_at = apart_at
+        self.first = first
+        self.base = base
+        self.leaves: list[tuple[tuple[Atom, ...], _Alt]] | None = None
+
+
+def _atom_info(atom: Atom, keys: Mapping[str, str]) -> tuple[tuple[str, ...], str, Atom, bool | None]:
+    """A plan atom's opinion binding keys, what it names ("opinion", else "summary", else ""), and, when it names
+    neither (its grounding is the same for every placement and ``n``), the atom grounded and its truth if it reads
+    no slot.
+    """
+    names = _atom_keys(atom)
+    opinions = tuple(sorted(k for k in names if keys[k] == "opinion"))
+    if opinions:
+        return opinions, "opinion", atom, None
+    if any(keys[k] == "summary" for k in names):
+        return (), "summary", atom, None
+    grounded = _ground_atom(atom, keys, {}, 0)
+    return (), "", grounded, None if _atom_slots(grounded, 0) else _truth(grounded, {}, 0)
+
+
+class _Placement:
+    """One plan grounded for every placement of its opinion patterns on ``n`` opinions (see :meth:`_Model._place`).
+
+    A class, not a recursive closure: a closure that calls itself is a
+    reference cycle, which would keep what it holds alive until the cyclic
+    collector runs (see ``verifier._collector_paused``).
+    """
+
+    __slots__ = ("leaves", "n", "seen", "staged", "start")
+
+    def __init__(self, staged: _Staged, start: list[Atom], n: int, seen: dict[tuple[Atom, ...], _Alt]) -> None:
+        self.staged = staged
+        self.start = start
+        self.n = n
+        self.seen = seen
+        self.leaves = 0
+
+    def place(self, depth: int, where: dict[str, int], grounded: list[Atom]) -> bool:
+        """Place the opinion patterns from ``depth`` on (False: past the limit of placements)."""
+        staged, n = self.staged, self.n
+        if any(where[a] == where[b] for a, b in staged.apart_at[depth]):
+            return True
+        added: list[Atom] = []
+        if depth == 0:
+            added = self.start
+        else:
+            for atom in staged.stages[depth]:
+                g = _ground_atom(atom, staged.plan.keys, where, n)
+                if not _atom_slots(g, n):
+                    if not _truth(g, {}, n):
+                        return True
+                    continue
+                added.append(g)
+        opinion_keys = staged.opinion_keys
+        if depth == len(opinion_keys):
+            self.leaves += 1
+            if self.leaves > 20_000:
+                return False
+            seen = self.seen
+            for key, alt in _conjunctions([*grounded, *added]):
+                if key not in seen:
+                    seen[key] = alt
+            return True
+        for index in range(n):
+            where[opinion_keys[depth]] = index
+            if not self.place(depth + 1, where, [*grounded, *added]):
+                return False
+        del where[opinion_keys[depth]]
+        return True
+
+
+def _conjunctions(atoms: Sequence[Atom]) -> list[tuple[tuple[Atom, ...], _Alt]]:
+    """The conjunctions of a grounded plan ('any' split), each in a canonical order, with its alternative."""
+    out: list[tuple[tuple[Atom, ...], _Alt]] = []
+    for conjunction in _dnf(atoms):
+        key = tuple(sorted(set(conjunction), key=_atom_repr))
+        out.append((key, _Alt(key, frozenset(s for a in key for s in _slots_of(a)))))
+    return out
 
 
 @functools.cache

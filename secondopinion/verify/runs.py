@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from ..advisor import Trace
-from .atoms import Atom, Slot
+from .atoms import Slot
 from .report import _plain
 
 
@@ -24,7 +24,7 @@ class _Run:
     error: str | None
     fired: frozenset[str] = frozenset()
     effective: frozenset[str] = frozenset()
-    memo: dict[Atom, bool] = attrs.field(factory=dict, eq=False)
+    memo: list[bool | None] = attrs.field(factory=list, eq=False)  # atoms' truths on this case (see _Model.holds)
 
     @property
     def kinds(self) -> frozenset[str]:
