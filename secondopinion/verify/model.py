@@ -611,16 +611,7 @@ class _Model:
             memo = []
         if len(memo) < len(tests):
             memo.extend([None] * (len(tests) - len(memo)))
-        for alt in indexed:
-            for index in alt:
-                truth = memo[index]
-                if truth is None:
-                    truth = memo[index] = tests[index](values)
-                if not truth:
-                    break
-            else:
-                return True
-        return False
+        return _some_alternative_holds(indexed, tests, memo, values)
 
     def fired(self, rules: Sequence[Rule], n: int, values: Mapping[Slot, Any], memo: list[bool | None]) -> list[bool]:
         """For each rule, whether its ``when`` holds on a concrete case with ``n`` opinions (see :meth:`holds`)."""
@@ -631,21 +622,7 @@ class _Model:
         tests = self._tests
         if len(memo) < len(tests):
             memo.extend([None] * (len(tests) - len(memo)))
-        out: list[bool] = []
-        for alts in indexed:
-            fires = False
-            for alt in alts:
-                for index in alt:
-                    truth = memo[index]
-                    if truth is None:
-                        truth = memo[index] = tests[index](values)
-                    if not truth:
-                        break
-                else:
-                    fires = True
-                    break
-            out.append(fires)
-        return out
+        return [_some_alternative_holds(alts, tests, memo, values) for alts in indexed]
 
     def _indexed(self, alts: Sequence[_Alt]) -> tuple[tuple[int, ...], ...]:
         """The alternatives with each atom replaced by its number (equal atoms, one number; see :attr:`_tests`).
@@ -798,3 +775,25 @@ def _valid_count(n: int) -> bool:
     except CaseError:
         return False
     return True
+
+
+def _some_alternative_holds(
+    indexed: tuple[tuple[int, ...], ...],
+    tests: Sequence[Predicate],
+    memo: list[bool | None],
+    values: Mapping[Slot, Any],
+) -> bool:
+    """Whether every atom of some alternative holds on ``values``.
+
+    Each atom's truth is read from ``memo`` or computed once and kept there.
+    """
+    for alt in indexed:
+        for index in alt:
+            truth = memo[index]
+            if truth is None:
+                truth = memo[index] = tests[index](values)
+            if not truth:
+                break
+        else:
+            return True
+    return False
