@@ -80,6 +80,12 @@ def solve(
             verdict = judged[atom] = (any(passing), all(passing))
         return verdict
 
+    def narrow(slot: Slot, check: Predicate) -> bool:
+        """Keep the values of one slot's domain that pass ``check``; whether any is left."""
+        domains[slot] = [v for v in domains[slot] if check({slot: v})]
+        judged.clear()
+        return bool(domains[slot])
+
     for guard in guards:  # after every one-slot test has narrowed the domains
         simple = _simplify_guard(guard, judge)
         if simple is False:
@@ -92,10 +98,7 @@ def solve(
             slots = tuple(sorted(_slots_of(simple)))
             check = _predicate(simple)
             if len(slots) == 1:
-                slot = slots[0]
-                domains[slot] = [v for v in domains[slot] if check({slot: v})]
-                judged.clear()
-                if not domains[slot]:
+                if not narrow(slots[0], check):
                     return None
             else:
                 constraints.append(_Constraint(slots, check, broken=_broken(simple)))
@@ -110,10 +113,7 @@ def solve(
         slots = tuple(sorted({s for sl, _, _ in per_atom for s in sl}))
         check = _outside([p for _, p, _ in per_atom])
         if len(slots) == 1:
-            slot = slots[0]
-            domains[slot] = [v for v in domains[slot] if check({slot: v})]
-            judged.clear()
-            if not domains[slot]:
+            if not narrow(slots[0], check):
                 return None
         else:
             constraints.append(_Constraint(slots, check, parts=per_atom))
