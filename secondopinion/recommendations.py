@@ -15,13 +15,13 @@ recommendation citing both. Advice goes through JSON and back without loss via
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 import cattrs
-from cattrs.strategies import configure_tagged_union
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 if TYPE_CHECKING:
     import datetime
@@ -616,28 +616,38 @@ class Advice:
 advice_converter = cattrs.Converter()
 """Converter for Advice and recommendations: a cattrs union tagged by ``kind``."""
 
-_KIND_UNION: Any = None
-for _cls in KINDS.values():
-    _KIND_UNION = _cls if _KIND_UNION is None else _KIND_UNION | _cls
 
-
-
-def _tag(cls: type) -> str:
-    return cast("type[Recommendation]", cls).kind
-
-
-configure_tagged_union(_KIND_UNION, advice_converter, tag_generator=_tag, tag_name="kind")
-_unstructure_union = advice_converter.get_unstructure_hook(_KIND_UNION)
-_structure_union = advice_converter.get_structure_hook(_KIND_UNION)
+# Each kind's hooks are made on first use (cattrs generates code for them): making them
+# for all kinds at import, as a tagged-union strategy does, was most of this module's
+# import time, paid by every command and every batch worker.
+_unstructure_kind: dict[type[Recommendation], Callable[[Any], dict[str, Any]]] = {}
+_structure_kind: dict[type[Recommendation], Callable[[Any, Any], Any]] = {}
 
 
 def _unstructure_recommendation(rec: Recommendation) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": rec.kind, **_unstructure_union(rec)}
+    """``{"kind": ..., **fields}``, plus the computed ``get_opinion_within_days`` of a deadline."""
+    cls = type(rec)
+    hook = _unstructure_kind.get(cls)
+    if hook is None:
+        hook = _unstructure_kind.setdefault(cls, make_dict_unstructure_fn(cls, advice_converter))
+    out: dict[str, Any] = {"kind": rec.kind, **hook(rec)}
     if isinstance(rec, SetDeadline):
         out["get_opinion_within_days"] = rec.get_opinion_within_days
     return out
 
 
+def _structure_recommendation(value: Any, _type: Any) -> Recommendation:
+    """The recommendation class named by ``value["kind"]``, built from the other keys."""
+    kind = value.get("kind") if isinstance(value, Mapping) else None
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError("a recommendation needs a known 'kind'")
+    hook = _structure_kind.get(cls)
+    if hook is None:
+        hook = _structure_kind.setdefault(cls, make_dict_structure_fn(cls, advice_converter))
+    return cast("Recommendation", hook(value, cls))
+
+
 advice_converter.register_unstructure_hook(Recommendation, _unstructure_recommendation)
-advice_converter.register_structure_hook(Recommendation, lambda v, _t: _structure_union(v, _KIND_UNION))
+advice_converter.register_structure_hook(Recommendation, _structure_recommendation)
 advice_converter.register_unstructure_hook(Derivation, lambda d: {"rule_id": d.rule_id, "matched": dict(d.matched)})

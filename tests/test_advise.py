@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cattrs
 import pytest
 
 import secondopinion
@@ -194,6 +195,26 @@ def test_advice_json_round_trip_is_lossless(path: Path) -> None:
     again = Advice.from_json(advice.to_json())
     assert again == advice
     assert [type(r) for r in again.recommendations] == [type(r) for r in advice.recommendations]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_round_trips_with_its_kind_first(kind: str) -> None:
+    cls = KINDS[kind]
+    extra = {f.name: ("x",) for f in cls.specific_fields() if f.default == ()}
+    rec = cls(title="T", detail="D", guidance=("G01",), derivation=(Derivation("R", {"c": "case"}),), **extra)
+    data = Advice(recommendations=(rec,)).to_dict()
+    assert list(data["recommendations"][0])[:3] == ["kind", "title", "detail"]
+    assert data["recommendations"][0]["kind"] == kind
+    assert Advice.from_dict(json.loads(json.dumps(data))) == Advice(recommendations=(rec,))
+
+
+def test_unknown_kind_is_refused_when_reading_advice_back() -> None:
+    data = Advice(recommendations=(SeekSecondOpinion(title="T", detail="D"),)).to_dict()
+    data["recommendations"][0]["kind"] = "no_such_kind"
+    with pytest.raises(cattrs.ClassValidationError) as caught:
+        Advice.from_dict(data)
+    expected = "invalid value for type, expected Recommendation @ $.recommendations[0]"
+    assert cattrs.transform_error(caught.value) == [expected]
 
 
 def test_cli_advise_json_on_the_conflict_example_goes_through_the_join() -> None:
