@@ -25,9 +25,7 @@ from . import __version__
 from .advisor import Advisor
 from .case import CaseError, load_case
 from .engine import EngineError
-from .render import render
 from .rulebook import Rule, Rulebook, RuleFileError
-from .schema import schema_for
 
 app = typer.Typer(
     name="secondopinion",
@@ -222,6 +220,7 @@ def _advise(
         questions = ask_next(checked, advisor=advisor)
     elif fmt is not AdviceFormat.ics and sparse:
         questions = ask_next(checked, advisor=advisor, limit=3)  # an empty case: the questions that matter most
+    from .render import render
     from .render.ics import NoDatesError
 
     try:
@@ -667,6 +666,8 @@ def diff_command(
 @app.command()
 def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")]) -> None:
     """Print a JSON Schema (2020-12): the case format, the advice format or the rule file format."""
+    from .schema import schema_for
+
     typer.echo(json.dumps(schema_for(name.value), indent=2))
 
 
