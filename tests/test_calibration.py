@@ -437,9 +437,9 @@ def test_any_conflict_among_three_holds_back_going_ahead(third: dict[str, Any]) 
     [
         ({"mode": "remote"}, True),
         ({"institution": "north clinic", "close_associate_of_first": "yes"}, True),
-        # the rules cannot tell which agreement a pair from one place is: it holds "go ahead" back,
-        # and the same-place card still shows (a known limit, stated in T3)
-        ({"institution": "City Hospital"}, False),
+        # the outside doctor's agreement is judged on its own pair (AGREEMENT-INDEPENDENT), so the
+        # same-place pair no longer holds "go ahead" back, and the same-place card gives way
+        ({"institution": "City Hospital"}, True),
     ],
     ids=["remote", "colleague", "same-place"],
 )
