@@ -113,6 +113,14 @@ A9. A join comparing a missing attribute aborts the whole call (error 311;
 A10. A fact that satisfies several alternatives of a ``$or`` activates the rule
     once per alternative; rule variants can match one tuple more than once.
     A rule fires at most once per tuple of matched facts.
+A11. A join misses matches, and not the same ones from run to run, when a fact it
+    reads was asserted by an action during the session: the fact holding the join,
+    the fact it refers to, or the rule's first fact (A7's ``sid`` comparison reads
+    it). With two opinions and one derived fact the join matched in about two runs
+    of three; between two derived facts, never. Joins on input facts are reliable,
+    derived facts later in the rule included. A derived fact of a type some join
+    reads stops the run with :class:`EngineError` (``secondopinion.limits`` refuses
+    such rules when a rule file is loaded).
 
 Negation (``$not``, ``none``) is refused: durable does not retract an
 activation when the negated fact arrives later, so the project evaluates
@@ -748,6 +756,9 @@ class _CompiledRule:
     binding_names: tuple[str, ...]
     types: frozenset[str]
     join_fields: dict[str, frozenset[str]]
+    join_types: frozenset[str] = frozenset()
+    """Types whose facts a join reads or is evaluated on: those with join fields, and the
+    first binding's when the rule has a join (hazard A7's sentinel compares its ``sid``)."""
 
 
 def _conjunction(
@@ -849,6 +860,7 @@ def _compile_rule(rule_id: Any, rule: Any) -> _CompiledRule:
         raise RulesetError(f"rule {rule_id!r} expands to more than {MAX_VARIANTS} variants ('$or')")
     variants: dict[str, dict[str, Any]] = {}
     join_fields: dict[str, set[str]] = {}
+    join_types: set[str] = set()
     types = {fact_type for _name, fact_type in bindings}
     type_of = dict(bindings)
     compiled = [c for c in (_conjunction(rule_id, bindings, combo) for combo in combinations) if c is not None]
@@ -859,11 +871,14 @@ def _compile_rule(rule_id: Any, rule: Any) -> _CompiledRule:
         variants[name] = {"all": conditions_all, "pri": pri, "run": name}
         for binding, fields in needs.items():
             join_fields.setdefault(type_of[binding], set()).update(fields)
+            if fields:
+                join_types.update((type_of[binding], bindings[0][1]))
     return _CompiledRule(
         variants=variants,
         binding_names=tuple(sorted(type_of)),
         types=frozenset(types),
         join_fields={t: frozenset(f) for t, f in join_fields.items() if f},
+        join_types=frozenset(join_types),
     )
 
 
@@ -933,9 +948,11 @@ class Engine:
         actions: dict[str, Callable[[Any], None]] = {}
         types: set[str] = set()
         join_fields: dict[str, set[str]] = {}
+        join_types: set[str] = set()
         for rule_id, rule in rules.items():
             compiled = _compile_rule(rule_id, rule)
             types |= compiled.types
+            join_types |= compiled.join_types
             for fact_type, fields in compiled.join_fields.items():
                 join_fields.setdefault(fact_type, set()).update(fields)
             for variant, definition in compiled.variants.items():
@@ -963,6 +980,7 @@ class Engine:
 
         self.fact_types = frozenset(types)
         self._join_fields = {t: tuple(sorted(f)) for t, f in join_fields.items()}
+        self._join_types = frozenset(join_types)
         self.name = f"{prefix}-{next(_engine_numbers)}"
         self._max_facts = max_facts
         self._max_firings = max_firings
@@ -1070,6 +1088,14 @@ class Engine:
             attributes = dict(produced)
             where = f"fact derived by {rule_id!r}"
             fact_type = _check_type(attributes.pop("type", None), where)
+            if fact_type in self._join_types:
+                ctx.failure = EngineError(
+                    f"rule {rule_id!r} derived a {fact_type!r} fact, and a join reads {fact_type!r} facts: "
+                    "durable does not reliably match joins on facts derived during a session (hazard A11)"
+                )
+                ctx.over_budget = True  # stop this session's actions: its result cannot be trusted
+                _stop_flush(c)
+                return
             if "fid" in attributes:
                 raise EngineError(f"{where} carries reserved key 'fid'")
             _check_attributes(attributes, where)

@@ -75,6 +75,14 @@ def check_rules(rules: Sequence[Rule], derived_types: Iterable[str]) -> list[Rul
             add(rule, f"matches {len(rule.when)} facts; the engine joins at most {MAX_PATTERNS_PER_RULE}")
         if _big_numbers(rule):
             add(rule, f"a number or 'add' beyond {MAX_NUMBER:,} (the engine would overflow)")
+        joined = _derived_in_joins(rule, derived)
+        if joined:
+            add(
+                rule,
+                f"a join (a 'ref' to another fact) reads {joined!r} facts, which rules derive; the engine "
+                "does not reliably match joins on derived facts (hazard A11): compare the case facts "
+                "themselves, as AGREEMENT-INDEPENDENT does, and put a case fact first",
+            )
         seen_derived: set[str] = set()
         for pattern in rule.when:
             if pattern.fact in derived and pattern.fact in seen_derived:
@@ -105,6 +113,25 @@ def check_rules(rules: Sequence[Rule], derived_types: Iterable[str]) -> list[Rul
                     tests.setdefault((condition.attr, condition.op, repr(value)), rule)
     problems.extend(_per_type(tests_by_type))
     return problems
+
+
+def _derived_in_joins(rule: Rule, derived: frozenset[str]) -> str | None:
+    """The first derived fact type a join of ``rule`` reads, if any.
+
+    A join reads the fact whose pattern holds the ``ref``, the fact it refers to and, as the
+    engine adds a comparison of session ids with the first fact to every join (hazard A7),
+    the rule's first fact. durable-rules 2.0.28 misses matches of such joins when one of
+    those facts was derived during the session, and not the same ones from run to run.
+    """
+    fact_of = {p.bind: p.fact for p in rule.when}
+    read: list[str] = []
+    for pattern in rule.when:
+        refs = [c.value.binding for c in iter_conditions(pattern.tests) if isinstance(c.value, Ref)]
+        if refs:
+            read.extend((pattern.fact, *(fact_of.get(b, "") for b in refs)))
+    if read:
+        read.append(rule.when[0].fact)
+    return next((fact for fact in read if fact in derived), None)
 
 
 def _big(value: object) -> bool:

@@ -293,7 +293,7 @@ def test_more_joined_patterns_than_the_engine_holds_are_refused(tmp_path: Path) 
 def test_two_derived_facts_of_one_type_in_one_rule_are_refused(tmp_path: Path) -> None:
     when = [
         {"bind": "a", "fact": "second_opinion_indicated"},
-        {"bind": "b", "fact": "second_opinion_indicated", "where": {"reason": {"ne": {"ref": "a.reason"}}}},
+        {"bind": "b", "fact": "second_opinion_indicated", "where": {"reason": "high_stakes"}},
     ]
     error = _refused(_pack(tmp_path, [_rule("LM-DD", when)]))
     assert [p.rule_id for p in error.problems] == ["LM-DD"]
@@ -469,3 +469,44 @@ def test_a_dropped_advisor_gives_its_engine_memory_back() -> None:
     grown = process.memory_info().rss - before
     assert grown < 20e6  # durable kept about 1.2 MB per dropped Advisor (72 MB here) before the fix
     assert secondopinion.advise({"diagnosis": {"seriousness": "serious"}}).recommendations
+
+
+_A11_SHAPES = {
+    # the derived fact holds the join
+    "holds": [
+        {"bind": "o", "fact": "opinion"},
+        {"bind": "c", "fact": "opinions_conflict", "where": {"second": {"ref": "o.index"}}},
+    ],
+    # the join refers to the derived fact
+    "referred": [
+        {"bind": "c", "fact": "opinions_conflict"},
+        {"bind": "o", "fact": "opinion", "where": {"index": {"ref": "c.second"}}},
+    ],
+    # the join is between case facts, but the rule's first fact is derived (hazard A7's sentinel)
+    "first": [
+        {"bind": "h", "fact": "high_stakes"},
+        {"bind": "a", "fact": "opinion"},
+        {"bind": "b", "fact": "opinion", "where": {"index": {"gt": {"ref": "a.index"}}}},
+    ],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_A11_SHAPES))
+def test_a_join_on_a_derived_fact_is_refused_with_file_line_and_rule_id(tmp_path: Path, shape: str) -> None:
+    path = _pack(tmp_path, [_rule("LM-A11", _A11_SHAPES[shape])])
+    error = _refused(path)
+    opens = _line_of(path, '"id": "LM-A11"') - 1  # the line that opens the rule
+    assert [(p.file, p.line, p.rule_id) for p in error.problems] == [(str(path), opens, "LM-A11")]
+    assert "hazard A11" in error.problems[0].message
+
+
+def test_a_join_on_case_facts_beside_a_later_derived_fact_is_accepted(tmp_path: Path) -> None:
+    when = [
+        {"bind": "a", "fact": "opinion"},
+        {"bind": "b", "fact": "opinion", "where": {"index": {"gt": {"ref": "a.index"}}}},
+        {"bind": "h", "fact": "high_stakes"},
+    ]
+    advisor = Advisor(Rulebook.load(_pack(tmp_path, [_rule("LM-LATER", when)])), include_drafts=True)
+    case = {"diagnosis": {"seriousness": "serious"}, "opinions": [{}, {}]}
+    for _ in range(20):  # reliably, not only once
+        assert "LM-LATER" in advisor.trace(case).fired
