@@ -467,7 +467,9 @@ class _Session:
     per_type: dict[str, int] = attrs.Factory(dict)
     seen: set[tuple[str, ...]] = attrs.Factory(set)
     deadline: float = 0.0
-    over_budget: bool = False
+    stopped: bool = False
+    """The run was cut short (budget spent, hazard A11): actions still queued are dropped and
+    ``failure`` is what the run raises."""
     opened: bool = False
     action_error: tuple[str, BaseException] | None = None
     failure: EngineError | None = None
@@ -1053,7 +1055,7 @@ class Engine:
         """
         ctx = self._ctx
         if ctx is None or ctx.action_error is not None or ctx.failure is not None:
-            if ctx is not None and ctx.over_budget:
+            if ctx is not None and ctx.stopped:
                 _stop_flush(c)
             return
         try:
@@ -1072,7 +1074,7 @@ class Engine:
                 ctx.failure = EngineBudgetError(
                     f"the rules went over the engine's budget: {what} (last rule {rule_id!r})"
                 )
-                ctx.over_budget = True
+                ctx.stopped = True
                 _stop_flush(c)
                 return
             firing = Firing(rule_id, matched)
@@ -1093,7 +1095,7 @@ class Engine:
                     f"rule {rule_id!r} derived a {fact_type!r} fact, and a join reads {fact_type!r} facts: "
                     "durable does not reliably match joins on facts derived during a session (hazard A11)"
                 )
-                ctx.over_budget = True  # stop this session's actions: its result cannot be trusted
+                ctx.stopped = True  # its result cannot be trusted: drop the queued actions
                 _stop_flush(c)
                 return
             if "fid" in attributes:
@@ -1133,7 +1135,7 @@ class Engine:
                 )
             except Exception as exc:
                 ctx.failure = _safe_engine_error(exc)
-            if ctx.over_budget:  # a nested flush stopped: stop this one too
+            if ctx.stopped:  # a nested flush stopped: stop this one too
                 _stop_flush(c)
 
     # ------------------------------------------------------------ sessions
@@ -1236,7 +1238,7 @@ class Engine:
             if not isinstance(cause, Exception):
                 raise cause  # KeyboardInterrupt and the like propagate as they are
             raise ActionError(rule_id) from cause
-        failure = ctx.failure if ctx.over_budget else failure or ctx.failure
+        failure = ctx.failure if ctx.stopped else failure or ctx.failure
         if failure is not None:
             raise failure
 
