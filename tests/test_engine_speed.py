@@ -116,3 +116,26 @@ def test_derived_facts_are_the_same_exactly_when_their_json_content_is(
     assert len(result.derived) == (1 if same else 2)
     assert sum(len(d.derivations) for d in result.derived) == 2
     assert {f.matched["o"] for f in result.firings} == {"opinion[0]", "opinion[1]"}
+
+
+def test_compact_json_to_durable_gives_what_durables_own_json_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """orjson writes no space after ',' and ':' where ``json.dumps`` (durable's own) does.
+
+    durable's C parser reads both, but its hazard A11 showed that the text's layout can
+    change what a faulty join matches; on the shipped rules (no such join) the sessions must
+    be the same either way.
+    """
+    import json
+
+    from casegen import random_cases
+
+    from secondopinion import Advisor
+    from secondopinion.case import case_facts, load_case
+
+    advisor = Advisor()
+    facts = [case_facts(load_case(case)) for case in random_cases(300, seed=17)]
+    compact = [advisor.engine.run(f) for f in facts]
+    monkeypatch.setattr(engine_module, "_dumps", lambda value: json.dumps(value, ensure_ascii=False))
+    spaced = [advisor.engine.run(f) for f in facts]
+    assert spaced == compact
+    assert sum(len(r.derived) for r in compact) > 300  # the cases chain rules
