@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,29 @@ def test_monotonicity_problems_on_a_kept_and_a_broken_case() -> None:
     (problem,) = monotonicity_problems(book, broken)
     assert problem == "PK-MONO-SERIOUSNESS: raising diagnosis.seriousness removes seek_second_opinion"
     assert monotonicity_problems(book, kept) == []
+
+
+def test_aimed_cases_are_the_same_in_every_process() -> None:
+    """A failing example Hypothesis saved must replay as the same case in the next test run.
+
+    The sampler's search shuffled each attribute's values in the order of a set, which
+    changes with each process's hash seed: two processes drew different cases.
+    """
+    script = (
+        "import hashlib, json\n"
+        "from secondopinion import Rulebook\n"
+        "from secondopinion.verify import CaseSampler\n"
+        "cases = CaseSampler(Rulebook.load()).population(60, seed=7)\n"
+        "print(hashlib.sha256(json.dumps(cases, sort_keys=True).encode()).hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1

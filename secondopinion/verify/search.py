@@ -50,8 +50,8 @@ def solve(
             variables |= _slots_of(atom)
     domains: dict[Slot, list[Any]] = {s: domain(s) for s in variables}
     if rng is not None:
-        for values in domains.values():
-            rng.shuffle(values)
+        for slot in sorted(domains):  # in slot order: a set's order changes with the hash seed of each process
+            rng.shuffle(domains[slot])
     constraints: list[_Constraint] = []
     in_positive: set[Slot] = set()
     guards: list[Atom] = []
