@@ -79,6 +79,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
 
 __all__ = [
     "FHIR_VERSIONS",
+    "FOCUS_NAMED",
     "KIND_SYSTEM",
     "FhirCase",
     "FhirError",
@@ -451,6 +452,9 @@ class _Condition:
         return (serious, "cancer" in self.matches, "chronic" not in self.matches, self.recorded, -self.index)
 
 
+FOCUS_NAMED = "the focus condition named by the caller"
+"""The focus reason when the caller named the Condition (``focus``) and it was found."""
+
 _KEY_REASONS = (
     "the most serious active condition (by its severity or its code)",
     "cancer comes before other conditions",
@@ -498,9 +502,11 @@ def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> str:
     return _KEY_REASONS[-1]  # pragma: no cover - the index makes every key unique
 
 
-def _is_focus(res: Mapping[str, Any], path: str, focus: str) -> bool:
-    rid = res.get("id")
-    return focus in (path, rid, f"Condition/{rid}") if isinstance(rid, str) else focus == path
+def _is_focus(c: _Condition, focus: str) -> bool:
+    """Whether ``focus`` names this Condition: its path in the report, its id, or a reference to it."""
+    rid = c.res.get("id")
+    rid = rid if isinstance(rid, str) else None
+    return focus in (c.path, rid) or _points_at(focus, "Condition", rid, c.full_url)
 
 
 def _referenced(c: _Condition, refs: Sequence[str]) -> bool:
@@ -518,13 +524,13 @@ def _choose_condition(
         return None
     chosen: _Condition | None = None
     if focus is not None:
-        chosen = next((c for c in usable if _is_focus(c.res, c.path, focus)), None)
+        chosen = next((c for c in usable if _is_focus(c, focus)), None)
         if chosen is None:
             m.skip("focus", "the focus condition is not among the active conditions: the rules below chose one")
     others = [c for c in usable if c is not chosen] if chosen is not None else []
     treated = [c for c in usable if _referenced(c, reasons)] if chosen is None else []
     if chosen is not None:
-        reason = "the focus condition named by the caller"
+        reason = FOCUS_NAMED
     elif treated:
         chosen = max(treated, key=_Condition.key)
         others = [c for c in usable if c is not chosen]

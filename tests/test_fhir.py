@@ -474,8 +474,11 @@ def test_us_core_prostate_cancer_with_surgery_in_preparation_and_self_pay() -> N
     insured = next(m for m in result.mapped if m.case_field == "insurance.insured")
     assert insured.fhir_path == "Bundle.entry[5].resource.type"
     assert insured.reason == "every active Coverage is self-pay: no insurance"
-    assert {"case_field": "insurance.insured", "fhir_path": "Bundle.entry[5].resource.type",
-            "reason": insured.reason} in result.report()["mapped"]
+    assert {
+        "case_field": "insurance.insured",
+        "fhir_path": "Bundle.entry[5].resource.type",
+        "reason": insured.reason,
+    } in result.report()["mapped"]
     kinds = secondopinion.advise(case).kinds
     assert "manage_costs" in kinds  # "Paying yourself? There are ways to lower the cost"
     assert "check_insurance" not in kinds  # no "Call your insurer before you book" without an insurer
@@ -689,8 +692,14 @@ def test_the_condition_a_planned_treatment_is_for_wins_over_a_more_serious_one(v
         ([coverage_r4(self_pay=True), coverage_r4(end="2025-12-31")], "no", "yes", "Bundle.entry[1].resource.type"),
         ([], "unknown", "unknown", None),
     ],
-    ids=["self-pay only", "self-pay then insurance", "insurance then self-pay", "insurance cancelled",
-         "insurance ended", "no coverage"],
+    ids=[
+        "self-pay only",
+        "self-pay then insurance",
+        "insurance then self-pay",
+        "insurance cancelled",
+        "insurance ended",
+        "no coverage",
+    ],
 )
 def test_insured_is_no_only_when_every_active_coverage_is_self_pay(
     coverages: list[dict[str, Any]], insured: str, pays: str, source: str | None
@@ -707,7 +716,9 @@ def test_an_r5_coverage_of_another_kind_leaves_insured_unknown() -> None:
     result = case_from_bundle(bundle(patient(), self_pay, other), fhir_version="R5", today=TODAY)
     assert result.case.insurance.insured.value == "unknown"  # "other" may be a payer: cannot say not insured
     assert result.case.patient.pays_out_of_pocket.value == "yes"
-    assert reasons(result) == {"Bundle.entry[2].resource.kind": "coverage kind is neither insurance nor self-pay: not used"}
+    assert reasons(result) == {
+        "Bundle.entry[2].resource.kind": "coverage kind is neither insurance nor self-pay: not used"
+    }
 
 
 # --------------------------------------------------------------------------- references as Synthea writes them
