@@ -1,8 +1,12 @@
 """The ``secondopinion`` command line (Typer).
 
-Exit codes: 0 success; 1 findings or advice errors (an invalid case, a bad
-rule file, failing rule examples, rules the engine cannot run, out of memory);
-2 usage errors (unknown option, missing file, an output that is the input);
+``advise``, ``explain`` and ``interview`` also read a FHIR Bundle (told apart
+from a case file by its top-level ``"resourceType": "Bundle"``), mapped with
+:func:`secondopinion.fhir.case_from_bundle` (the ``fhir`` extra).
+
+Exit codes: 0 success; 1 findings or advice errors (an invalid case or FHIR
+Bundle, a bad rule file, failing rule examples, rules the engine cannot run, out of memory);
+2 usage errors (unknown option, missing file, an output that is the input, a missing extra);
 130 / 143 a batch stopped by Ctrl-C / SIGTERM (its partial outputs are kept
 for ``--resume``). Mistakes print one clear message on stderr, never a traceback, and
 never a value from the case.
@@ -13,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NamedTuple, NoReturn
 
 import typer
 
@@ -65,6 +70,65 @@ class SchemaName(str, Enum):
     rules = "rules"
 
 
+class FhirVersionName(str, Enum):
+    """FHIR versions read: of a Bundle given to advise, explain or interview, and of the service's prefetch data."""
+
+    R4B = "R4B"
+    R5 = "R5"
+
+
+CASE_HELP = "Case file (JSON) or FHIR Bundle (JSON, needs the fhir extra), or - for standard input."
+FhirVersionOption = Annotated[
+    FhirVersionName,
+    typer.Option("--fhir-version", help="FHIR version of a Bundle: R4B (also reads R4) or R5."),
+]
+PatientOption = Annotated[
+    str | None,
+    typer.Option(
+        "--patient",
+        metavar="ID",
+        help="In a FHIR Bundle with several patients, the one to advise on: its id, Patient/ID or fullUrl.",
+    ),
+]
+FocusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--focus",
+        metavar="CONDITION",
+        help="In a FHIR Bundle, the Condition the advice is about: its id, Condition/ID or fullUrl "
+        "[default: the one the planned treatment is for, else the most serious].",
+    ),
+]
+MappingOption = Annotated[
+    bool,
+    typer.Option(
+        "--mapping",
+        help="With a FHIR Bundle, also print the mapping report: each case field with the FHIR element it came "
+        "from, each item not used with the reason.",
+    ),
+]
+
+
+class FhirInput(NamedTuple):
+    """What the FHIR options of advise, explain and interview ask for."""
+
+    version: FhirVersionName = FhirVersionName.R4B
+    patient: str | None = None
+    focus: str | None = None
+    mapping: bool = False
+
+
+NO_FHIR_OPTIONS = FhirInput()
+
+
+class CaseInput(NamedTuple):
+    """A case read from a file: a case file, or a FHIR Bundle with its mapping report."""
+
+    case: Any
+    mapping: dict[str, Any] | None = None
+    """The FHIR mapping report (FhirCase.report()) when the case was read from a Bundle."""
+
+
 RulesOption = Annotated[
     list[Path] | None,
     typer.Option(
@@ -81,6 +145,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 MAX_CASE_BYTES = 1 << 20
 """Largest case file read, in bytes (1 MiB, as a batch line): ``advise /dev/zero`` stops there."""
+
+MAX_BUNDLE_BYTES = 64 << 20
+"""Largest FHIR Bundle read, in bytes (64 MiB: a Synthea patient's whole record is often several MB)."""
+
+_BUNDLE_MARK = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
 
 
 @contextlib.contextmanager
@@ -99,15 +168,21 @@ def user_errors() -> Iterator[None]:
 
 
 def read_input(path: Path) -> str:
-    """The text of a file, or of standard input for ``-`` (at most MAX_CASE_BYTES); exit 2 when it cannot be read."""
+    """The text of a file, or of standard input for ``-``; exit 2 when it cannot be read.
+
+    At most MAX_CASE_BYTES, unless what was read so far holds ``"resourceType": "Bundle"``:
+    then at most MAX_BUNDLE_BYTES (whether it is a Bundle is decided once it is parsed).
+    """
     try:
-        if str(path) == "-":
-            raw = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
-        else:
-            with path.open("rb") as stream:
-                raw = stream.read(MAX_CASE_BYTES + 1)
-        if len(raw) > MAX_CASE_BYTES:
-            fail(f"{path} is larger than {MAX_CASE_BYTES} bytes (the limit for one case)", 1)
+        with contextlib.ExitStack() as stack:
+            stream = sys.stdin.buffer if str(path) == "-" else stack.enter_context(path.open("rb"))
+            raw = stream.read(MAX_CASE_BYTES + 1)
+            if len(raw) > MAX_CASE_BYTES:
+                if _BUNDLE_MARK.search(raw) is None:
+                    fail(f"{path} is larger than {MAX_CASE_BYTES} bytes (the limit for one case)", 1)
+                raw += stream.read(MAX_BUNDLE_BYTES - len(raw) + 1)
+                if len(raw) > MAX_BUNDLE_BYTES:
+                    fail(f"{path} is larger than {MAX_BUNDLE_BYTES} bytes (the limit for a FHIR Bundle)", 1)
         return raw.decode("utf-8")
     except FileNotFoundError:
         fail(f"no such file: {path}", 2)
@@ -143,13 +218,87 @@ def make_advisor(extra: list[Path] | None) -> Advisor:
         return Advisor(load_rulebook(extra))
 
 
-def load_case_file(path: Path) -> Any:
-    """Read and check a case file; exit 1 listing every problem by path."""
-    text = read_input(path)
+def _fhir_resource(text: str) -> dict[str, Any] | None:
+    """The JSON object when the text is a FHIR resource (a top-level string ``resourceType``), else None.
+
+    A case file never has ``resourceType``, so most case files are not even parsed twice.
+    """
+    if '"resourceType"' not in text:
+        return None
     try:
-        return load_case(text)
-    except CaseError as exc:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None  # load_case says what is wrong with it
+    return data if isinstance(data, dict) and isinstance(data.get("resourceType"), str) else None
+
+
+def load_case_input(path: Path, fhir_input: FhirInput, day: dt.date | None) -> CaseInput:
+    """A case file, or a FHIR Bundle mapped to a case (with its report); exit 1 or 2 with one clear message."""
+    text = read_input(path)
+    resource = _fhir_resource(text)
+    if resource is None:
+        if fhir_input.patient is not None or fhir_input.focus is not None or fhir_input.mapping:
+            fail(f"--patient, --focus and --mapping only apply to a FHIR Bundle; {path} is a case file", 2)
+        try:
+            return CaseInput(load_case(text))
+        except CaseError as exc:
+            fail(f"{path}: {exc}", 1)
+    if resource["resourceType"] != "Bundle":
+        # The type is never echoed: it is data, and may be anything.
+        fail(f"{path}: a FHIR resource, not a Bundle: secondopinion reads FHIR data in a Bundle", 1)
+    return _case_from_bundle(path, resource, fhir_input, day)
+
+
+def _case_from_bundle(path: Path, bundle: dict[str, Any], fhir_input: FhirInput, day: dt.date | None) -> CaseInput:
+    try:
+        from . import fhir
+    except ImportError:
+        fail('reading a FHIR Bundle needs the fhir extra: pip install "secondopinion[fhir]"', 2)
+    try:
+        got = fhir.case_from_bundle(
+            bundle,
+            fhir_version=fhir_input.version.value,
+            today=day,
+            patient_id=fhir_input.patient,
+            focus=fhir_input.focus,
+        )
+    except fhir.FhirError as exc:
         fail(f"{path}: {exc}", 1)
+    entries = bundle.get("entry")
+    patients = [
+        f"Bundle.entry[{i}].resource"
+        for i, entry in enumerate(entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping)
+        and isinstance(entry.get("resource"), Mapping)
+        and entry["resource"].get("resourceType") == "Patient"
+    ]
+    if got.patient is None and patients and (fhir_input.patient is not None or len(patients) > 1):
+        where = ", ".join(patients[:5]) + (", ..." if len(patients) > 5 else "")
+        if fhir_input.patient is None:
+            fail(f"{path}: the Bundle holds {len(patients)} patients ({where}): choose one with --patient ID", 2)
+        fail(f"{path}: no Patient in the Bundle has the id given with --patient (Patients: {where})", 2)
+    if fhir_input.focus is not None and (got.focus is None or got.focus.reason != fhir.FOCUS_NAMED):
+        fail(f"{path}: --focus names no active Condition of the patient (give its id, Condition/ID or fullUrl)", 2)
+    return CaseInput(got.case, got.report())
+
+
+def _fhir_note(loaded: CaseInput, fhir_input: FhirInput, *, shown: bool) -> None:
+    """One line on stderr, after the output: the case came from a FHIR Bundle, and how much was not used."""
+    if loaded.mapping is not None:
+        from .render.mapping import not_used_note
+
+        typer.echo(not_used_note(loaded.mapping, fhir_input.version.value, shown=shown), err=True)
+
+
+def _with_mapping(text: str, fmt: str, report: Mapping[str, Any]) -> str:
+    """Output text with the FHIR mapping report: a ``fhir_mapping`` key in JSON, a section after text or Markdown."""
+    if fmt == "json":
+        data = json.loads(text)
+        data["fhir_mapping"] = report
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    from .render.mapping import mapping_markdown, mapping_text
+
+    return f"{text}\n{mapping_markdown(report) if fmt == 'markdown' else mapping_text(report)}"
 
 
 def _version(value: bool) -> None:
@@ -169,7 +318,7 @@ def _main(
 
 @app.command()
 def advise(
-    case: Annotated[Path, typer.Argument(help="Case file (JSON), or - for standard input.")],
+    case: Annotated[Path, typer.Argument(help=CASE_HELP)],
     fmt: Annotated[AdviceFormat, typer.Option("--format", "-f", help="Output format.")] = AdviceFormat.text,
     rules: RulesOption = None,
     color: Annotated[
@@ -183,13 +332,24 @@ def advise(
     ] = False,
     today: Annotated[
         str | None,
-        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+        typer.Option(
+            "--today",
+            metavar="YYYY-MM-DD",
+            help="Count the plan's dates, and a FHIR Bundle's ages and days to decide, from this day "
+            "[default: today].",
+        ),
     ] = None,
+    fhir_version: FhirVersionOption = FhirVersionName.R4B,
+    patient: PatientOption = None,
+    focus: FocusOption = None,
+    mapping: MappingOption = False,
 ) -> None:
-    """Advise on a case: a plan of what to do, step by step (--why adds the reasons and sources)."""
+    """Advise on a case or a FHIR Bundle: a plan of what to do, step by step (--why adds the reasons and sources)."""
     day = _parse_day(today)
+    if mapping and fmt in (AdviceFormat.html, AdviceFormat.ics):
+        fail("--mapping works with --format text, markdown, json or cds-hooks", 2)
     with user_errors():
-        _advise(case, fmt, rules, color, next_questions, why, day)
+        _advise(case, fmt, rules, color, next_questions, why, day, FhirInput(fhir_version, patient, focus, mapping))
 
 
 def _advise(
@@ -200,16 +360,21 @@ def _advise(
     next_questions: bool,
     why: bool,
     day: dt.date | None,
+    fhir_input: FhirInput = NO_FHIR_OPTIONS,
 ) -> None:
+    if fmt is AdviceFormat.cds_hooks and next_questions:
+        fail("--next-questions works with --format text, markdown, html or json", 2)
     advisor = make_advisor(rules)
-    checked = load_case_file(case)
+    loaded = load_case_input(case, fhir_input, day)
+    checked = loaded.case
     advice = advisor.advise(checked)
+    show_mapping = fhir_input.mapping and loaded.mapping is not None
     if fmt is AdviceFormat.cds_hooks:
-        if next_questions:
-            fail("--next-questions works with --format text, markdown, html or json", 2)
-        from .cds_hooks import cards
+        from .cds_hooks import EXTENSION, cards
 
-        typer.echo(json.dumps(cards(advice, advisor.rulebook), indent=2, ensure_ascii=False))
+        extension = {f"{EXTENSION}.fhir-mapping": loaded.mapping} if show_mapping else None
+        typer.echo(json.dumps(cards(advice, advisor.rulebook, extension=extension), indent=2, ensure_ascii=False))
+        _fhir_note(loaded, fhir_input, shown=show_mapping)
         return
     use_color = sys.stdout.isatty() if color is None else color
     questions = None
@@ -229,7 +394,10 @@ def _advise(
         )
     except NoDatesError:
         fail("the plan has no dates for a calendar: the case does not give treatment.days_to_decide", 1)
+    if show_mapping and loaded.mapping is not None:
+        text = _with_mapping(text, fmt.value, loaded.mapping)
     typer.echo(text, nl=False)
+    _fhir_note(loaded, fhir_input, shown=show_mapping)
     if sparse and questions:
         where = "" if str(case) == "-" else f" {case}"
         typer.echo(f"To answer them one at a time: secondopinion interview{where}", err=True)
@@ -248,7 +416,8 @@ def _parse_day(text: str | None) -> dt.date | None:
 @app.command()
 def interview(
     case: Annotated[
-        Path | None, typer.Argument(help="Case file (JSON) to start from [default: an empty case].")
+        Path | None,
+        typer.Argument(help="Case file or FHIR Bundle (JSON) to start from [default: an empty case]."),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to save the case (JSON) [default: asked at the end].")
@@ -256,8 +425,17 @@ def interview(
     rules: RulesOption = None,
     today: Annotated[
         str | None,
-        typer.Option("--today", metavar="YYYY-MM-DD", help="Count the plan's dates from this day [default: today]."),
+        typer.Option(
+            "--today",
+            metavar="YYYY-MM-DD",
+            help="Count the plan's dates, and a FHIR Bundle's ages and days to decide, from this day "
+            "[default: today].",
+        ),
     ] = None,
+    fhir_version: FhirVersionOption = FhirVersionName.R4B,
+    patient: PatientOption = None,
+    focus: FocusOption = None,
+    mapping: MappingOption = False,
 ) -> None:
     """Guided interview: one question at a time, only those that change the plan; saves the case.
 
@@ -270,7 +448,18 @@ def interview(
 
     day = _parse_day(today)
     advisor = make_advisor(rules)
-    start = load_case_file(case) if case is not None else None
+    start = None
+    if case is not None:
+        fhir_input = FhirInput(fhir_version, patient, focus, mapping)
+        loaded = load_case_input(case, fhir_input, day)
+        start = loaded.case
+        if mapping and loaded.mapping is not None:
+            from .render.mapping import mapping_text
+
+            typer.echo(mapping_text(loaded.mapping))
+        _fhir_note(loaded, fhir_input, shown=mapping)
+    elif patient is not None or focus is not None or mapping:
+        fail("--patient, --focus and --mapping only apply to a FHIR Bundle", 2)
     talk = Interview(start, advisor=advisor, today=day)
     typer.echo("Answer a few questions to get your plan. Type s to skip, b to go back, d when you are done.")
     typer.echo(f"Your plan so far: {talk.plan().headline}")
@@ -350,7 +539,7 @@ class ExplainFormat(str, Enum):
 
 @app.command()
 def explain(
-    case: Annotated[Path, typer.Argument(help="Case file (JSON), or - for standard input.")],
+    case: Annotated[Path, typer.Argument(help=CASE_HELP)],
     recommendation: Annotated[
         str | None,
         typer.Option("--recommendation", "-r", metavar="KIND", help="Show how this recommendation was derived."),
@@ -366,22 +555,43 @@ def explain(
     color: Annotated[
         bool | None, typer.Option("--color/--no-color", help="Colour the text output (default: when a terminal).")
     ] = None,
+    today: Annotated[
+        str | None,
+        typer.Option(
+            "--today", metavar="YYYY-MM-DD", help="Count a FHIR Bundle's ages and days to decide from this day "
+            "[default: today]."
+        ),
+    ] = None,
+    fhir_version: FhirVersionOption = FhirVersionName.R4B,
+    patient: PatientOption = None,
+    focus: FocusOption = None,
+    mapping: MappingOption = False,
 ) -> None:
-    """Explain the advice on a case: how each recommendation was derived, or why one was not."""
+    """Explain the advice on a case or a FHIR Bundle: how each recommendation was derived, or why one was not."""
     from .render import explain_report
 
+    day = _parse_day(today)
+    fhir_input = FhirInput(fhir_version, patient, focus, mapping)
     with user_errors():
         advisor = make_advisor(rules)
-        checked = load_case_file(case)
+        loaded = load_case_input(case, fhir_input, day)
     use_color = sys.stdout.isatty() if color is None else color
     try:
         with user_errors():
             text = explain_report(
-                checked, advisor, recommendation=recommendation, why_not_target=why_not, fmt=fmt.value, color=use_color
+                loaded.case,
+                advisor,
+                recommendation=recommendation,
+                why_not_target=why_not,
+                fmt=fmt.value,
+                color=use_color,
             )
     except LookupError as exc:
         fail(str(exc.args[0]) if exc.args else "nothing to explain", 1)
+    if mapping and loaded.mapping is not None:
+        text = _with_mapping(text, fmt.value, loaded.mapping)
     typer.echo(text, nl=False)
+    _fhir_note(loaded, fhir_input, shown=mapping)
 
 
 def _rule_summary(rule: Rule) -> dict[str, Any]:
@@ -669,13 +879,6 @@ def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")]) ->
     from .schema import schema_for
 
     typer.echo(json.dumps(schema_for(name.value), indent=2))
-
-
-class FhirVersionName(str, Enum):
-    """FHIR versions the service reads prefetch data in."""
-
-    R4B = "R4B"
-    R5 = "R5"
 
 
 @app.command()

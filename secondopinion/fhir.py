@@ -27,7 +27,12 @@ doubt and report everything else:
   chemotherapy or radiation value set -> ``treatment.kind``, ``started``,
   ``urgency`` (request priority) and ``days_to_decide`` (planned date).
 * ``Coverage`` (active, in its period): insurance -> ``insurance.insured`` =
-  yes; self-pay -> ``patient.pays_out_of_pocket`` = yes.
+  yes; self-pay -> ``patient.pays_out_of_pocket`` = yes, and, when every
+  active Coverage is self-pay, ``insurance.insured`` = no.
+
+References to the patient or to a Condition are read as FHIR and Synthea
+write them: ``Patient/<id>`` (or a URL ending so), the entry's ``fullUrl``,
+or ``urn:uuid:<id>``.
 
 Each mapped case field names the FHIR element it came from; each element or
 resource of a type the mapping reads that was not used is reported with its
@@ -74,6 +79,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
 
 __all__ = [
     "FHIR_VERSIONS",
+    "FOCUS_NAMED",
     "KIND_SYSTEM",
     "FhirCase",
     "FhirError",
@@ -122,10 +128,11 @@ _ACTION_PRIORITY = {
 
 @attrs.frozen
 class Mapped:
-    """A case field and the FHIR element its value came from."""
+    """A case field and the FHIR element its value came from; ``reason`` says why when it is not plain."""
 
     case_field: str
     fhir_path: str
+    reason: str | None = None
 
 
 Category = Literal["ignored", "not_understood"]
@@ -162,6 +169,8 @@ class FhirCase:
     one case field), ``ignored`` (understood, not relevant) and
     ``not_understood``. Resources of types the mapping never reads (Observation,
     Encounter, Claim...) are counted there and not listed in ``unmapped``.
+    ``patient`` is the path of the Patient resource the case is about (None
+    when the data holds none, or several and no ``patient_id`` picked one).
     """
 
     case: Case
@@ -169,17 +178,25 @@ class FhirCase:
     unmapped: tuple[Unmapped, ...] = ()
     focus: Focus | None = None
     summary: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
+    patient: str | None = None
 
     def report(self) -> dict[str, Any]:
         """The mapping report as JSON-ready data."""
         out: dict[str, Any] = {
             "summary": {k: dict(v) for k, v in self.summary.items()},
-            "mapped": [{"case_field": m.case_field, "fhir_path": m.fhir_path} for m in self.mapped],
+            "mapped": [_mapped_item(m) for m in self.mapped],
             "unmapped": [{"fhir_path": u.fhir_path, "reason": u.reason, "category": u.category} for u in self.unmapped],
         }
         if self.focus is not None:
             out["focus"] = {"fhir_path": self.focus.fhir_path, "reason": self.focus.reason}
         return out
+
+
+def _mapped_item(m: Mapped) -> dict[str, str]:
+    item = {"case_field": m.case_field, "fhir_path": m.fhir_path}
+    if m.reason is not None:
+        item["reason"] = m.reason
+    return item
 
 
 class FhirError(ValueError):
@@ -298,6 +315,25 @@ def _reference_targets(ref: Any) -> str | None:
     return str(ref["reference"]) if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str) else None
 
 
+def _points_at(ref: str, resource_type: str, rid: str | None, full_url: str | None) -> bool:
+    """Whether a reference names this resource: its fullUrl, ``Type/id`` (or a URL ending so), or ``urn:uuid:id``.
+
+    Synthea writes ``fullUrl: urn:uuid:<id>`` and references ``urn:uuid:<id>``;
+    CDS Hooks prefetch sends the same resources without that fullUrl, so
+    ``urn:uuid:<id>`` also names the resource whose id is ``<id>``.
+    """
+    if full_url is not None and ref == full_url:
+        return True
+    if rid is None:
+        return False
+    return ref in (f"{resource_type}/{rid}", f"urn:uuid:{rid}") or ref.endswith(f"/{resource_type}/{rid}")
+
+
+def _plain_id(reference: str) -> str:
+    """A patient id given as ``Patient/<id>`` or ``urn:uuid:<id>``, as the bare id."""
+    return reference.removeprefix("Patient/").removeprefix("urn:uuid:")
+
+
 @attrs.define
 class _Patient:
     path: str
@@ -318,10 +354,10 @@ class _Mapper:
     patient: _Patient | None = None
     focus: Focus | None = None
 
-    def set(self, field: str, value: Any, source: str) -> None:
+    def set(self, field: str, value: Any, source: str, reason: str | None = None) -> None:
         part, name = field.split(".")
         self.case.setdefault(part, {})[name] = value
-        self.mapped.append(Mapped(field, source))
+        self.mapped.append(Mapped(field, source, reason))
 
     def skip(self, path: str, reason: str, category: Category = "not_understood") -> None:
         self.unmapped.append(Unmapped(path, reason, category))
@@ -332,13 +368,13 @@ class _Mapper:
     def about_patient(self, ref: Any) -> bool:
         """Whether a reference points at the case's patient (true when that patient is not known)."""
         target = _reference_targets(ref)
-        pid = self.patient.id if self.patient is not None else self.patient_id
-        full_url = self.patient.full_url if self.patient is not None else None
+        if self.patient is not None:
+            pid, full_url = self.patient.id, self.patient.full_url
+        else:
+            pid, full_url = (_plain_id(self.patient_id) if self.patient_id is not None else None), None
         if target is None or (pid is None and full_url is None):
             return True
-        return (full_url is not None and target == full_url) or (
-            pid is not None and (target == f"Patient/{pid}" or target.endswith(f"/Patient/{pid}"))
-        )
+        return _points_at(target, "Patient", pid, full_url)
 
 
 def _map_patient(m: _Mapper, p: _Patient) -> None:
@@ -416,6 +452,9 @@ class _Condition:
         return (serious, "cancer" in self.matches, "chronic" not in self.matches, self.recorded, -self.index)
 
 
+FOCUS_NAMED = "the focus condition named by the caller"
+"""The focus reason when the caller named the Condition (``focus``) and it was found."""
+
 _KEY_REASONS = (
     "the most serious active condition (by its severity or its code)",
     "cancer comes before other conditions",
@@ -463,20 +502,17 @@ def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> str:
     return _KEY_REASONS[-1]  # pragma: no cover - the index makes every key unique
 
 
-def _is_focus(res: Mapping[str, Any], path: str, focus: str) -> bool:
-    rid = res.get("id")
-    return focus in (path, rid, f"Condition/{rid}") if isinstance(rid, str) else focus == path
+def _is_focus(c: _Condition, focus: str) -> bool:
+    """Whether ``focus`` names this Condition: its path in the report, its id, or a reference to it."""
+    rid = c.res.get("id")
+    rid = rid if isinstance(rid, str) else None
+    return focus in (c.path, rid) or _points_at(focus, "Condition", rid, c.full_url)
 
 
 def _referenced(c: _Condition, refs: Sequence[str]) -> bool:
     """Whether one of the references (``Condition/id``, a full URL, a ``urn:uuid``) points at this Condition."""
     rid = c.res.get("id")
-    for ref in refs:
-        if c.full_url is not None and ref == c.full_url:
-            return True
-        if isinstance(rid, str) and (ref == f"Condition/{rid}" or ref.endswith(f"/Condition/{rid}")):
-            return True
-    return False
+    return any(_points_at(ref, "Condition", rid if isinstance(rid, str) else None, c.full_url) for ref in refs)
 
 
 def _choose_condition(
@@ -488,13 +524,13 @@ def _choose_condition(
         return None
     chosen: _Condition | None = None
     if focus is not None:
-        chosen = next((c for c in usable if _is_focus(c.res, c.path, focus)), None)
+        chosen = next((c for c in usable if _is_focus(c, focus)), None)
         if chosen is None:
             m.skip("focus", "the focus condition is not among the active conditions: the rules below chose one")
     others = [c for c in usable if c is not chosen] if chosen is not None else []
     treated = [c for c in usable if _referenced(c, reasons)] if chosen is None else []
     if chosen is not None:
-        reason = "the focus condition named by the caller"
+        reason = FOCUS_NAMED
     elif treated:
         chosen = max(treated, key=_Condition.key)
         others = [c for c in usable if c is not chosen]
@@ -742,27 +778,40 @@ def _map_treatment(m: _Mapper, chosen: _Treatment) -> None:
 # --------------------------------------------------------------------------- coverage
 
 
-def _map_coverage(m: _Mapper, path: str, res: Mapping[str, Any]) -> None:
+CoverageKind = Literal["insurance", "self-pay", "other"]
+
+
+def _map_coverage(m: _Mapper, path: str, res: Mapping[str, Any]) -> tuple[CoverageKind, str] | None:
+    """An active Coverage of the patient: what kind it is and the element that says so (None when not used)."""
     if res.get("status") != "active":
         m.ignore(path, "coverage is not active: not used")
-        return
+        return None
     if not m.about_patient(res.get("beneficiary")):
         m.ignore(path, "coverage of another patient: not used")
-        return
+        return None
     period = res.get("period")
     if isinstance(period, Mapping) and "end" in period:
         end = _date(period["end"])
         if end is not None and end[1] < m.today:
             m.ignore(f"{path}.period", "coverage period has ended: not used")
-            return
+            return None
     kind = res.get("kind")
     self_pay = kind == "self-pay" or valuesets.load("self-pay").match_codings(_codings(res.get("type"))) is not None
     if self_pay:
-        m.set("patient.pays_out_of_pocket", "yes", f"{path}.{'kind' if kind else 'type'}")
-    elif kind in (None, "insurance"):
+        source = f"{path}.{'kind' if kind else 'type'}"
+        m.set("patient.pays_out_of_pocket", "yes", source)
+        return "self-pay", source
+    if kind in (None, "insurance"):
         m.set("insurance.insured", "yes", f"{path}.status")
-    else:
-        m.skip(f"{path}.kind", "coverage kind is neither insurance nor self-pay: not used")
+        return "insurance", f"{path}.status"
+    m.skip(f"{path}.kind", "coverage kind is neither insurance nor self-pay: not used")
+    return "other", f"{path}.kind"
+
+
+def _map_insured(m: _Mapper, coverages: Sequence[tuple[CoverageKind, str]]) -> None:
+    """Not insured when every active Coverage of the patient is self-pay (insurance ones set yes as they come)."""
+    if coverages and all(kind == "self-pay" for kind, _source in coverages):
+        m.set("insurance.insured", "no", coverages[0][1], "every active Coverage is self-pay: no insurance")
 
 
 # --------------------------------------------------------------------------- the walk
@@ -854,7 +903,7 @@ def _build(
         if res["resourceType"] == "Patient"
     ]
     if patient_id is not None:
-        matching = [p for p in patients if p.id == patient_id]
+        matching = [p for p in patients if p.id == _plain_id(patient_id) or p.full_url == patient_id]
         for p in patients:
             if p not in matching:
                 m.ignore(p.path, "another patient: not used")
@@ -867,6 +916,7 @@ def _build(
             m.skip(p.path, "more than one Patient: child or adult is unknown")
 
     treatments: list[_Treatment] = []
+    coverages: list[tuple[CoverageKind, str]] = []
     for index, (path, _u, res) in enumerate(resources):
         rtype = res["resourceType"]
         if rtype in _TREATMENT_TYPES:
@@ -875,9 +925,12 @@ def _build(
             if found is not None:
                 treatments.append(found)
         elif rtype == "Coverage":
-            _map_coverage(m, path, res)
+            coverage = _map_coverage(m, path, res)
+            if coverage is not None:
+                coverages.append(coverage)
         elif rtype == "OperationOutcome":
             m.skip(path, "an OperationOutcome: the data could not be fetched")
+    _map_insured(m, coverages)
     treatment = _pick_treatment(m, treatments)
 
     usable = [
@@ -896,7 +949,8 @@ def _build(
     except CaseError as exc:  # pragma: no cover - the mapper only writes values the case model accepts
         raise FhirError(list(exc.problems)) from None
     mapped = _dedupe(m.mapped)
-    return FhirCase(case, mapped, tuple(m.unmapped), m.focus, _summary(version, resources, mapped, m.unmapped))
+    summary = _summary(version, resources, mapped, m.unmapped)
+    return FhirCase(case, mapped, tuple(m.unmapped), m.focus, summary, m.patient.path if m.patient else None)
 
 
 def _dedupe(items: Iterable[Mapped]) -> tuple[Mapped, ...]:

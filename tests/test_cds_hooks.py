@@ -508,6 +508,72 @@ def test_prefetch_the_client_could_not_fetch_counts_as_missing(client: Client) -
     assert unmapped == [{"fhir_path": "prefetch.coverage", "reason": reason, "category": "not_understood"}]
 
 
+FHIR_FIXTURES = ROOT / "tests" / "fixtures" / "fhir"
+
+
+def synthea_prefetch(name: str) -> tuple[str, dict[str, Any]]:
+    """A Synthea patient as the prefetch an EHR sends: each query's resources, references still urn:uuid:<id>."""
+    bundle = json.loads((FHIR_FIXTURES / name).read_text("utf-8"))
+    resources = [e["resource"] for e in bundle["entry"]]
+
+    def search(rtype: str) -> dict[str, Any]:
+        entries = [
+            {"fullUrl": f"https://ehr.example.org/fhir/{rtype}/{r['id']}", "resource": r}
+            for r in resources
+            if r["resourceType"] == rtype
+        ]
+        return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    prefetch = {
+        "patient": patient,
+        "conditions": search("Condition"),
+        "serviceRequests": search("ServiceRequest"),
+        "procedures": search("Procedure"),
+        "coverage": search("Coverage"),
+    }
+    return patient["id"], prefetch
+
+
+@pytest.mark.parametrize("patient_id", ["{id}", "Patient/{id}"])
+def test_synthea_prefetch_with_urn_uuid_references_gets_the_cards(client: Client, patient_id: str) -> None:
+    """Synthea writes subject.reference urn:uuid:<id>: the patient with that id, as Patient/<id> would be."""
+    from secondopinion.fhir import case_from_bundle
+
+    pid, prefetch = synthea_prefetch("synthea-colon-cancer-surgery.json")
+    body = hook_request({"patientId": patient_id.format(id=pid)}, prefetch=prefetch)
+    response = client.post(f"/cds-services/{SERVICE_ID}", json=body)
+    assert response.status_code == 200
+    kinds = topics(response.json())
+    assert NOT_ENOUGH_DATA not in [c["summary"] for c in response.json()["cards"]]
+    bundle = json.loads((FHIR_FIXTURES / "synthea-colon-cancer-surgery.json").read_text("utf-8"))
+    assert kinds == list(secondopinion.advise(case_from_bundle(bundle).case).kinds)
+    assert {"seek_second_opinion", "prefer_cancer_center", "set_deadline"} <= set(kinds)
+    report = response.json()["extension"]["io.github.secondopinion.fhir-mapping"]
+    fields = {m["case_field"]: m["fhir_path"] for m in report["mapped"]}
+    assert fields["diagnosis.cancer"] == "prefetch.conditions.entry[2].resource.code"
+    assert fields["treatment.kind"] == "prefetch.serviceRequests.entry[0].resource.code"
+    assert fields["insurance.insured"] == "prefetch.coverage.entry[0].resource.status"
+    assert not any("another patient" in u["reason"] for u in report["unmapped"])
+    for card in response.json()["cards"]:
+        check_card(card)
+
+
+def test_synthea_self_pay_prefetch_gets_no_call_your_insurer_card(client: Client) -> None:
+    pid, prefetch = synthea_prefetch("uscore-prostate-cancer-self-pay.json")
+    response = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request({"patientId": pid}, prefetch=prefetch))
+    assert response.status_code == 200
+    kinds = topics(response.json())
+    assert "manage_costs" in kinds and "check_insurance" not in kinds
+    report = response.json()["extension"]["io.github.secondopinion.fhir-mapping"]
+    insured = next(m for m in report["mapped"] if m["case_field"] == "insurance.insured")
+    assert insured == {
+        "case_field": "insurance.insured",
+        "fhir_path": "prefetch.coverage.entry[0].resource.type",
+        "reason": "every active Coverage is self-pay: no insurance",
+    }
+
+
 def test_create_app_refuses_an_unknown_fhir_version() -> None:
     with pytest.raises(ValueError, match="R4B or R5"):
         create_app(fhir_version="DSTU2")

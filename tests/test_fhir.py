@@ -184,7 +184,8 @@ def test_r5_bundle_with_planned_procedure_and_self_pay() -> None:
     assert case.treatment.kind.value == "surgery"
     assert case.treatment.days_to_decide == 40
     assert case.patient.pays_out_of_pocket.value == "yes"
-    assert case.insurance.insured.value == "unknown"
+    assert case.insurance.insured.value == "no"  # the only active Coverage is self-pay
+    assert sources(result)["insurance.insured"] == "Bundle.entry[3].resource.kind"
     assert sources(result)["treatment.days_to_decide"] == "Bundle.entry[2].resource.occurrencePeriod.start"
     assert result.unmapped == ()
 
@@ -468,7 +469,19 @@ def test_us_core_prostate_cancer_with_surgery_in_preparation_and_self_pay() -> N
     assert case.diagnosis.cancer.value == "yes" and case.diagnosis.cancer_type == "prostate cancer"
     assert (case.treatment.kind.value, case.treatment.days_to_decide) == ("surgery", 54)
     assert case.patient.pays_out_of_pocket.value == "yes"
-    assert "manage_costs" in secondopinion.advise(case).kinds
+    # The only active Coverage is self-pay: not insured, and the report says why.
+    assert case.insurance.insured.value == "no"
+    insured = next(m for m in result.mapped if m.case_field == "insurance.insured")
+    assert insured.fhir_path == "Bundle.entry[5].resource.type"
+    assert insured.reason == "every active Coverage is self-pay: no insurance"
+    assert {
+        "case_field": "insurance.insured",
+        "fhir_path": "Bundle.entry[5].resource.type",
+        "reason": insured.reason,
+    } in result.report()["mapped"]
+    kinds = secondopinion.advise(case).kinds
+    assert "manage_costs" in kinds  # "Paying yourself? There are ways to lower the cost"
+    assert "check_insurance" not in kinds  # no "Call your insurer before you book" without an insurer
 
 
 def test_spine_problem_with_a_stat_order_is_an_emergency() -> None:
@@ -667,3 +680,118 @@ def test_the_condition_a_planned_treatment_is_for_wins_over_a_more_serious_one(v
     plain = case_from_bundle(bundle(heart_attack, cancer, surgery), fhir_version=version, today=TODAY)  # type: ignore[arg-type]
     assert plain.focus is not None and plain.focus.fhir_path == "Bundle.entry[0].resource"
     assert plain.case.diagnosis.seriousness.value == "life_threatening"
+
+
+@pytest.mark.parametrize(
+    ("coverages", "insured", "pays", "source"),
+    [
+        ([coverage_r4(self_pay=True)], "no", "yes", "Bundle.entry[1].resource.type"),
+        ([coverage_r4(self_pay=True), coverage_r4()], "yes", "yes", "Bundle.entry[2].resource.status"),
+        ([coverage_r4(), coverage_r4(self_pay=True)], "yes", "yes", "Bundle.entry[1].resource.status"),
+        ([coverage_r4(self_pay=True), coverage_r4(status="cancelled")], "no", "yes", "Bundle.entry[1].resource.type"),
+        ([coverage_r4(self_pay=True), coverage_r4(end="2025-12-31")], "no", "yes", "Bundle.entry[1].resource.type"),
+        ([], "unknown", "unknown", None),
+    ],
+    ids=[
+        "self-pay only",
+        "self-pay then insurance",
+        "insurance then self-pay",
+        "insurance cancelled",
+        "insurance ended",
+        "no coverage",
+    ],
+)
+def test_insured_is_no_only_when_every_active_coverage_is_self_pay(
+    coverages: list[dict[str, Any]], insured: str, pays: str, source: str | None
+) -> None:
+    result = case_from_bundle(bundle(patient(), *coverages), today=TODAY)
+    assert result.case.insurance.insured.value == insured
+    assert result.case.patient.pays_out_of_pocket.value == pays
+    assert sources(result).get("insurance.insured") == source
+
+
+def test_an_r5_coverage_of_another_kind_leaves_insured_unknown() -> None:
+    self_pay = {"resourceType": "Coverage", "status": "active", "kind": "self-pay", "beneficiary": PATIENT}
+    other = {**self_pay, "kind": "other"}
+    result = case_from_bundle(bundle(patient(), self_pay, other), fhir_version="R5", today=TODAY)
+    assert result.case.insurance.insured.value == "unknown"  # "other" may be a payer: cannot say not insured
+    assert result.case.patient.pays_out_of_pocket.value == "yes"
+    assert reasons(result) == {
+        "Bundle.entry[2].resource.kind": "coverage kind is neither insurance nor self-pay: not used"
+    }
+
+
+# --------------------------------------------------------------------------- references as Synthea writes them
+
+
+def without_full_urls(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "entry": [{"resource": e["resource"]} for e in data["entry"]]}
+
+
+@pytest.mark.parametrize("full_urls", [True, False], ids=["fullUrl urn:uuid", "no fullUrl"])
+def test_urn_uuid_references_point_at_the_patient_by_full_url_or_id(full_urls: bool) -> None:
+    """Synthea: fullUrl urn:uuid:X and subject urn:uuid:X; without the fullUrl, X is the Patient's id."""
+    data = fixture("synthea-colon-cancer-surgery.json")
+    result = case_from_bundle(data if full_urls else without_full_urls(data), today=TODAY)
+    assert result.case.diagnosis.cancer.value == "yes"
+    assert result.case.treatment.kind.value == "surgery"
+    assert result.case.insurance.insured.value == "yes"
+    assert not any("another patient" in u.reason for u in result.unmapped)
+
+
+def test_a_reference_to_another_urn_uuid_is_another_patient() -> None:
+    data = fixture("synthea-colon-cancer-surgery.json")
+    for entry in data["entry"]:
+        if entry["resource"]["resourceType"] == "Condition":
+            entry["resource"]["subject"] = {"reference": "urn:uuid:00000000-0000-4000-8000-000000000000"}
+    result = case_from_bundle(data, today=TODAY)
+    assert result.case.diagnosis.cancer.value == "unknown"
+    assert result.summary["Condition"] == {"mapped": 0, "ignored": 4, "not_understood": 0}
+
+
+def colon_prefetch() -> tuple[str, dict[str, Any]]:
+    """The Synthea colon cancer patient as CDS Hooks prefetch: references stay urn:uuid, as Synthea wrote them."""
+    resources = [e["resource"] for e in fixture("synthea-colon-cancer-surgery.json")["entry"]]
+
+    def search(rtype: str) -> dict[str, Any]:
+        found = [r for r in resources if r["resourceType"] == rtype]
+        entries = [{"fullUrl": f"https://ehr.example.org/fhir/{rtype}/{r['id']}", "resource": r} for r in found]
+        return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+
+    patient_resource = next(r for r in resources if r["resourceType"] == "Patient")
+    prefetch = {
+        "patient": patient_resource,
+        "conditions": search("Condition"),
+        "serviceRequests": search("ServiceRequest"),
+        "coverage": search("Coverage"),
+    }
+    return patient_resource["id"], prefetch
+
+
+@pytest.mark.parametrize("patient_id", ["{id}", "Patient/{id}", None])
+def test_prefetch_with_urn_uuid_references_maps_like_the_bundle(patient_id: str | None) -> None:
+    from secondopinion.fhir import case_from_prefetch
+
+    pid, prefetch = colon_prefetch()
+    given = None if patient_id is None else patient_id.format(id=pid)
+    result = case_from_prefetch(prefetch, today=TODAY, patient_id=given)
+    expected = case_from_bundle(fixture("synthea-colon-cancer-surgery.json"), today=TODAY).case
+    assert result.case == expected
+    fields = sources(result)
+    assert fields["diagnosis.cancer"] == "prefetch.conditions.entry[2].resource.code"
+    assert fields["treatment.kind"] == "prefetch.serviceRequests.entry[0].resource.code"
+    assert fields["insurance.insured"] == "prefetch.coverage.entry[0].resource.status"
+
+
+@pytest.mark.parametrize("given", ["{id}", "Patient/{id}", "urn:uuid:{id}"])
+def test_patient_id_may_be_the_id_a_reference_or_the_full_url(given: str) -> None:
+    data = fixture("synthea-colon-cancer-surgery.json")
+    other = fixture("synthea-lung-cancer-chemotherapy.json")
+    both = {**data, "entry": data["entry"] + other["entry"]}
+    pid = data["entry"][0]["resource"]["id"]
+    result = case_from_bundle(both, today=TODAY, patient_id=given.format(id=pid))
+    assert result.patient == "Bundle.entry[0].resource"
+    assert result.case.treatment.kind.value == "surgery"  # the lung patient's chemotherapy is another patient's
+    assert result.case.diagnosis.cancer_type == "malignant neoplasm of colon"
+    unsure = case_from_bundle(both, today=TODAY)
+    assert unsure.patient is None
