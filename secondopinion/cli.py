@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from enum import Enum
@@ -399,8 +400,21 @@ def _advise(
     typer.echo(text, nl=False)
     _fhir_note(loaded, fhir_input, shown=show_mapping)
     if sparse and questions:
-        where = "" if str(case) == "-" else f" {case}"
+        where = "" if str(case) == "-" else f" {shlex.quote(str(case))}"
+        if loaded.mapping is not None:  # the interview must read the Bundle as advise did
+            where += _fhir_arguments(fhir_input, day)
         typer.echo(f"To answer them one at a time: secondopinion interview{where}", err=True)
+
+
+def _fhir_arguments(fhir_input: FhirInput, day: dt.date | None) -> str:
+    """The options that read a Bundle the same way again, as command-line text."""
+    pairs = [
+        ("--fhir-version", None if fhir_input.version is FhirVersionName.R4B else fhir_input.version.value),
+        ("--patient", fhir_input.patient),
+        ("--focus", fhir_input.focus),
+        ("--today", None if day is None else day.isoformat()),
+    ]
+    return "".join(f" {option} {shlex.quote(value)}" for option, value in pairs if value is not None)
 
 
 def _parse_day(text: str | None) -> dt.date | None:

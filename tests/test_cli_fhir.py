@@ -364,3 +364,17 @@ def test_interview_starts_from_a_bundle(tmp_path: Path) -> None:
     assert "What was read from the FHIR Bundle" in result.stdout
     assert "Your plan so far: Get a second opinion" in result.stdout
     assert json.loads(saved.read_text("utf-8")) == dump_case(mapped(PROSTATE).case)
+
+
+def test_the_interview_hint_repeats_the_options_that_read_the_bundle(tmp_path: Path) -> None:
+    colon = fixture(COLON)
+    lone = {"fullUrl": "urn:uuid:lone-patient", "resource": {"resourceType": "Patient", "id": "lone-patient"}}
+    path = write(tmp_path, {**colon, "entry": [*colon["entry"], lone]}, "two people.json")
+    result = cli("advise", path, "--today", TODAY, "--patient", "lone-patient")
+    assert result.exit_code == 0, result.output
+    hint = f"secondopinion interview '{path}' --patient lone-patient --today {TODAY}"
+    assert hint in result.stderr
+    saved = tmp_path / "case.json"
+    again = cli("interview", path, "--patient", "lone-patient", "--today", TODAY, "--out", saved, stdin="d\n")
+    assert again.exit_code == 0, again.output
+    assert json.loads(saved.read_text("utf-8")) == dump_case(mapped(path, patient_id="lone-patient").case)
