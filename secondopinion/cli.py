@@ -934,7 +934,7 @@ def serve(
         from .service import JwtVerifier
         from .service import serve as run_service
     except ImportError:
-        fail("serve needs the service extra: pip install 'secondopinion[service]'", 1)
+        fail('serve needs the service extra: pip install "secondopinion[service]"', 2)
     for name, url in [("--base-url", base_url), *(("--fhir-server", u) for u in fhir_server or [])]:
         if url is not None and not url.startswith(("https://", "http://")):
             fail(f"{name} must be an http or https URL", 2)
