@@ -29,6 +29,7 @@ pytest.importorskip("fastapi")
 import asyncio
 
 import httpx
+from fhir_prefetch import prefetch_from_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -511,36 +512,12 @@ def test_prefetch_the_client_could_not_fetch_counts_as_missing(client: Client) -
 FHIR_FIXTURES = ROOT / "tests" / "fixtures" / "fhir"
 
 
-def synthea_prefetch(name: str) -> tuple[str, dict[str, Any]]:
-    """A Synthea patient as the prefetch an EHR sends: each query's resources, references still urn:uuid:<id>."""
-    bundle = json.loads((FHIR_FIXTURES / name).read_text("utf-8"))
-    resources = [e["resource"] for e in bundle["entry"]]
-
-    def search(rtype: str) -> dict[str, Any]:
-        entries = [
-            {"fullUrl": f"https://ehr.example.org/fhir/{rtype}/{r['id']}", "resource": r}
-            for r in resources
-            if r["resourceType"] == rtype
-        ]
-        return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-
-    patient = next(r for r in resources if r["resourceType"] == "Patient")
-    prefetch = {
-        "patient": patient,
-        "conditions": search("Condition"),
-        "serviceRequests": search("ServiceRequest"),
-        "procedures": search("Procedure"),
-        "coverage": search("Coverage"),
-    }
-    return patient["id"], prefetch
-
-
 @pytest.mark.parametrize("patient_id", ["{id}", "Patient/{id}"])
 def test_synthea_prefetch_with_urn_uuid_references_gets_the_cards(client: Client, patient_id: str) -> None:
     """Synthea writes subject.reference urn:uuid:<id>: the patient with that id, as Patient/<id> would be."""
     from secondopinion.fhir import case_from_bundle
 
-    pid, prefetch = synthea_prefetch("synthea-colon-cancer-surgery.json")
+    pid, prefetch = prefetch_from_bundle("synthea-colon-cancer-surgery.json")
     body = hook_request({"patientId": patient_id.format(id=pid)}, prefetch=prefetch)
     response = client.post(f"/cds-services/{SERVICE_ID}", json=body)
     assert response.status_code == 200
@@ -560,7 +537,7 @@ def test_synthea_prefetch_with_urn_uuid_references_gets_the_cards(client: Client
 
 
 def test_synthea_self_pay_prefetch_gets_no_call_your_insurer_card(client: Client) -> None:
-    pid, prefetch = synthea_prefetch("uscore-prostate-cancer-self-pay.json")
+    pid, prefetch = prefetch_from_bundle("uscore-prostate-cancer-self-pay.json")
     response = client.post(f"/cds-services/{SERVICE_ID}", json=hook_request({"patientId": pid}, prefetch=prefetch))
     assert response.status_code == 200
     kinds = topics(response.json())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir_prefetch import SEARCHES, prefetch_from_bundle
 
 pytest.importorskip("fhir.resources")
 from fhir.resources import get_fhir_model_class as r5_class
@@ -751,21 +752,8 @@ def test_a_reference_to_another_urn_uuid_is_another_patient() -> None:
 
 def colon_prefetch() -> tuple[str, dict[str, Any]]:
     """The Synthea colon cancer patient as CDS Hooks prefetch: references stay urn:uuid, as Synthea wrote them."""
-    resources = [e["resource"] for e in fixture("synthea-colon-cancer-surgery.json")["entry"]]
-
-    def search(rtype: str) -> dict[str, Any]:
-        found = [r for r in resources if r["resourceType"] == rtype]
-        entries = [{"fullUrl": f"https://ehr.example.org/fhir/{rtype}/{r['id']}", "resource": r} for r in found]
-        return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-
-    patient_resource = next(r for r in resources if r["resourceType"] == "Patient")
-    prefetch = {
-        "patient": patient_resource,
-        "conditions": search("Condition"),
-        "serviceRequests": search("ServiceRequest"),
-        "coverage": search("Coverage"),
-    }
-    return patient_resource["id"], prefetch
+    searches = {k: v for k, v in SEARCHES.items() if k != "procedures"}
+    return prefetch_from_bundle("synthea-colon-cancer-surgery.json", searches)
 
 
 @pytest.mark.parametrize("patient_id", ["{id}", "Patient/{id}", None])
