@@ -5,7 +5,8 @@ overnight). :func:`run_batch` reads one record per line and writes, in input
 order, one result line per good record and one error line per bad record, so
 that records in = results + errors, always. It streams: memory stays flat
 however long the input is (a bounded number of chunks is in flight, and a line
-longer than :data:`MAX_LINE_BYTES` is skipped unread and reported).
+longer than :data:`MAX_LINE_BYTES` is skipped unread and reported; a FHIR
+Bundle line, up to :data:`MAX_BUNDLE_LINE_BYTES`).
 
 A record is either a case (a JSON object, see :func:`secondopinion.load_case`),
 a FHIR Bundle (a JSON object with ``"resourceType": "Bundle"``, one patient's
@@ -64,6 +65,7 @@ from .rulebook import Rulebook
 
 __all__ = [
     "ERROR_KINDS",
+    "MAX_BUNDLE_LINE_BYTES",
     "MAX_LINE_BYTES",
     "PARTIAL_SUFFIX",
     "AdvisorSpec",
@@ -85,6 +87,18 @@ __all__ = [
 
 MAX_LINE_BYTES: Final = 1 << 20
 """Longest input line read, in bytes (1 MiB); a longer line is an error record, never held in memory."""
+
+MAX_BUNDLE_LINE_BYTES: Final = 64 << 20
+"""Longest line read when its first :data:`MAX_LINE_BYTES` name a FHIR Bundle (64 MiB, as ``advise`` reads a
+Bundle file: a Synthea patient's whole record is often several MB)."""
+
+CHUNK_BYTES: Final = 8 << 20
+"""A chunk closes once its lines hold this many bytes (or ``chunk_size`` lines), so big Bundles travel few at a time."""
+
+_BUNDLE_HEAD: Final = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
+
+_BUNDLE_TOO_LONG: Final = b"\n(a FHIR Bundle line longer than MAX_BUNDLE_LINE_BYTES)"
+"""Stands for such a line in a chunk: it holds a newline, so no line read can equal it."""
 
 MAX_ID_LENGTH: Final = 200
 """Longest record id, in characters."""
@@ -209,6 +223,8 @@ def _parse(raw: bytes | None) -> Any:
     """Bytes of one line to JSON data, or a RecordError."""
     if raw is None:
         return RecordError("line_too_long", "line is longer than the limit (MAX_LINE_BYTES)")
+    if raw == _BUNDLE_TOO_LONG:
+        return RecordError("line_too_long", "a FHIR Bundle line longer than the limit (MAX_BUNDLE_LINE_BYTES)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -402,12 +418,16 @@ def _advise_chunk(chunk: Sequence[tuple[int, bytes | None]]) -> list[tuple[bool,
 # --------------------------------------------------------------------------- streams
 
 
-def read_records(stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None, int]]:
+def read_records(
+    stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES, max_bundle_bytes: int = MAX_BUNDLE_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None, int]]:
     """Yield ``(line number, line bytes or None if too long, bytes consumed)`` for every line.
 
     Line numbers count from 1 and include blank lines. A line longer than
-    ``max_line_bytes`` is consumed piece by piece and never held whole. A
-    UTF-8 byte-order mark at the start of the first line is dropped.
+    ``max_line_bytes`` is consumed piece by piece and never held whole, unless
+    its first ``max_line_bytes`` hold ``"resourceType": "Bundle"``: such a line
+    (a FHIR Bundle, or an envelope around one) is read up to ``max_bundle_bytes``.
+    A UTF-8 byte-order mark at the start of the first line is dropped.
     """
     number = 0
     while True:
@@ -416,14 +436,20 @@ def read_records(stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> 
             return
         number += 1
         consumed = len(line)
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            while True:
-                rest = stream.readline(max_line_bytes)
-                consumed += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None, consumed
-            continue
+        limit, too_long = max_line_bytes, None
+        if len(line) > limit and not line.endswith(b"\n"):
+            if max_bundle_bytes > max_line_bytes and _BUNDLE_HEAD.search(line):  # a Bundle: read on, to its limit
+                limit, too_long = max_bundle_bytes, _BUNDLE_TOO_LONG
+                line += stream.readline(max_bundle_bytes - len(line) + 1)
+                consumed = len(line)
+            if len(line) > limit and not line.endswith(b"\n"):
+                while True:
+                    rest = stream.readline(max_line_bytes)
+                    consumed += len(rest)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                yield number, too_long, consumed
+                continue
         if number == 1 and line.startswith(_BOM):
             line = line[len(_BOM) :]
         yield number, line.rstrip(b"\r\n"), consumed
@@ -448,20 +474,22 @@ class _Counts:
 
 
 def _chunks(
-    lines: Iterable[tuple[int, bytes | None, int]], size: int, counts: _Counts
+    lines: Iterable[tuple[int, bytes | None, int]], size: int, counts: _Counts, max_bytes: int = CHUNK_BYTES
 ) -> Iterator[tuple[list[tuple[int, bytes | None]], int]]:
-    """Group non-blank lines into chunks; yield each with the input bytes it covers."""
+    """Group non-blank lines into chunks of ``size`` lines or ``max_bytes`` bytes; yield each with the input
+    bytes it covers."""
     chunk: list[tuple[int, bytes | None]] = []
-    covered = 0
+    covered = held = 0
     for number, raw, consumed in lines:
         covered += consumed
         if raw is not None and not raw.strip():
             counts.blank += 1
             continue
         chunk.append((number, raw))
-        if len(chunk) >= size:
+        held += len(raw or b"")
+        if len(chunk) >= size or held >= max_bytes:
             yield chunk, covered
-            chunk, covered = [], 0
+            chunk, covered, held = [], 0, 0
     if chunk or covered:
         yield chunk, covered
 
@@ -477,6 +505,7 @@ def run_batch(
     chunk_size: int = 128,
     progress: ProgressFn | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    max_bundle_bytes: int = MAX_BUNDLE_LINE_BYTES,
     stop: threading.Event | None = None,
     skip: Callable[[Iterator[tuple[int, bytes | None, int]], _Counts], Iterator[tuple[int, bytes | None, int]]]
     | None = None,
@@ -487,7 +516,9 @@ def run_batch(
     this process). ``spec``: which rules (default: the shipped ones).
     ``bundles``: how records that are FHIR Bundles are read (default: R4B, ages
     and days counted from the day the run starts, the same for every record).
-    Output keeps input order. ``stop``: once set (by a signal handler, say), the run
+    Output keeps input order. A line longer than ``max_line_bytes`` is an error
+    record, unless it is a FHIR Bundle of at most ``max_bundle_bytes``; a chunk
+    holds ``chunk_size`` lines or :data:`CHUNK_BYTES`. ``stop``: once set (by a signal handler, say), the run
     ends after the chunks in flight are written; the summary then says
     ``complete=False``, and ``records == results + errors`` still holds for what
     was written. Raises RuleFileError for bad rule packs (before reading any
@@ -516,7 +547,7 @@ def run_batch(
         if progress is not None:
             progress(counts.records, counts.bytes)
 
-    lines = read_records(source, max_line_bytes=max_line_bytes)
+    lines = read_records(source, max_line_bytes=max_line_bytes, max_bundle_bytes=max_bundle_bytes)
     if skip is not None:
         lines = skip(lines, counts)
     chunks = _chunks(lines, chunk_size, counts)

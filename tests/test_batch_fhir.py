@@ -230,3 +230,41 @@ def test_the_command_line_reads_bundle_records(tmp_path: Path) -> None:
     assert SECRET not in r5.output and SECRET not in out.read_text("utf-8") + err.read_text("utf-8")
     bad_day = CliRunner().invoke(app, [*args, "--today", "22/11/2026"])
     assert bad_day.exit_code == 2 and "--today must be a date written YYYY-MM-DD" in bad_day.stderr
+
+
+def test_a_bundle_line_may_be_longer_than_a_case_line() -> None:
+    """Synthea's Bundles are often several MB: a line naming a Bundle in its first MAX_LINE_BYTES is read on."""
+    spine, colon, lung = _fixture(FIXTURES / "spine-stat-surgery.json"), _fixture(COLON), _fixture(LUNG)
+    case = json.loads(CANCER_CASE.read_text("utf-8"))
+    case["diagnosis"]["label"] = SECRET + "x" * 5000  # a case line over the line limit
+    lines = [json.dumps(colon), json.dumps({"id": 3, "case": spine}), json.dumps(lung), json.dumps(case)]
+    sizes = [len(line) for line in lines]
+    assert sizes[0] > 4096 and sizes[1] > 4096 and sizes[2] > 16_000 and 4096 < sizes[3] < 16_000
+    data = ("\n".join(lines) + "\n").encode()
+    summary, out, errors = _run(
+        data, workers=1, max_line_bytes=4096, max_bundle_bytes=16_000, bundles=BundleSpec(TODAY)
+    )
+    assert (summary.records, summary.results, summary.errors) == (4, 2, 2)
+    first, second = _lines(out)
+    assert (first["line"], first["advice"]) == (1, _expected_advice(colon))
+    assert (second["line"], second["id"], second["advice"]) == (2, 3, _expected_advice(spine))
+    assert _lines(errors) == [
+        {
+            "line": 3,
+            "error": "line_too_long",
+            "message": "a FHIR Bundle line longer than the limit (MAX_BUNDLE_LINE_BYTES)",
+            "problems": [],
+        },
+        {"line": 4, "error": "line_too_long", "message": "line is longer than the limit (MAX_LINE_BYTES)"}
+        | {"problems": []},
+    ]
+    assert SECRET not in out + errors
+
+
+def test_chunks_close_at_a_byte_budget_too() -> None:
+    from secondopinion.batch import _chunks, _Counts, read_records
+
+    data = b"".join(b"x" * size + b"\n" for size in (10, 10, 50, 10, 10, 10))
+    chunks = list(_chunks(read_records(io.BytesIO(data)), 4, _Counts(), max_bytes=60))
+    assert [[n for n, _ in chunk] for chunk, _ in chunks] == [[1, 2, 3], [4, 5, 6]]
+    assert sum(covered for _, covered in chunks) == len(data)
