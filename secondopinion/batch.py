@@ -5,14 +5,27 @@ overnight). :func:`run_batch` reads one record per line and writes, in input
 order, one result line per good record and one error line per bad record, so
 that records in = results + errors, always. It streams: memory stays flat
 however long the input is (a bounded number of chunks is in flight, and a line
-longer than :data:`MAX_LINE_BYTES` is skipped unread and reported).
+longer than :data:`MAX_LINE_BYTES` is skipped unread and reported; a FHIR
+Bundle line, up to :data:`MAX_BUNDLE_LINE_BYTES`).
 
-A record is either a case (a JSON object, see :func:`secondopinion.load_case`)
-or an envelope ``{"id": "member-17", "case": {...}}`` whose ``id`` (text or a
+A record is either a case (a JSON object, see :func:`secondopinion.load_case`),
+a FHIR Bundle (a JSON object with ``"resourceType": "Bundle"``, one patient's
+data as Synthea writes it; needs the ``fhir`` extra), or an envelope
+``{"id": "member-17", "case": {...}}`` around either, whose ``id`` (text or a
 whole number) is copied to the result. Blank lines are not records; they are
 skipped and counted.
 
-Result lines: ``{"line": 3, "id": ..., "advice": {...Advice.to_dict()...}}``.
+A Bundle is mapped with :func:`secondopinion.fhir.case_from_bundle` in the
+worker (which imports :mod:`secondopinion.fhir` only when it meets one), with
+the FHIR version and the day ages and days are counted from given once per run
+(:class:`BundleSpec`), so every record of a run counts from the same day. A
+Bundle with several patients is a bad record: a batch advises on one patient
+per Bundle.
+
+Result lines: ``{"line": 3, "id": ..., "advice": {...Advice.to_dict()...}}``;
+for a Bundle, one more key, ``"fhir": {"mapped": N, "not_used": M}``: how many
+case fields the mapping filled and how many FHIR items it did not use (counts
+only; ``secondopinion advise BUNDLE --mapping`` shows the paths).
 Error lines: ``{"line": 4, "id": ..., "error": KIND, "message": ..., "problems": [...]}``
 with ``KIND`` one of :data:`ERROR_KINDS`. Messages name positions and field
 paths, never a value from the case.
@@ -26,6 +39,7 @@ processes (not threads) are what scale.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -38,7 +52,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import attrs
 import orjson
@@ -51,11 +65,13 @@ from .rulebook import Rulebook
 
 __all__ = [
     "ERROR_KINDS",
+    "MAX_BUNDLE_LINE_BYTES",
     "MAX_LINE_BYTES",
     "PARTIAL_SUFFIX",
     "AdvisorSpec",
     "BatchError",
     "BatchSummary",
+    "BundleSpec",
     "RecordError",
     "advise_or_error",
     "advise_record",
@@ -72,6 +88,18 @@ __all__ = [
 MAX_LINE_BYTES: Final = 1 << 20
 """Longest input line read, in bytes (1 MiB); a longer line is an error record, never held in memory."""
 
+MAX_BUNDLE_LINE_BYTES: Final = 64 << 20
+"""Longest line read when its first :data:`MAX_LINE_BYTES` name a FHIR Bundle (64 MiB, as ``advise`` reads a
+Bundle file: a Synthea patient's whole record is often several MB)."""
+
+CHUNK_BYTES: Final = 8 << 20
+"""A chunk closes once its lines hold this many bytes (or ``chunk_size`` lines), so big Bundles travel few at a time."""
+
+_BUNDLE_HEAD: Final = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
+
+_BUNDLE_TOO_LONG: Final = b"\n(a FHIR Bundle line longer than MAX_BUNDLE_LINE_BYTES)"
+"""Stands for such a line in a chunk: it holds a newline, so no line read can equal it."""
+
 MAX_ID_LENGTH: Final = 200
 """Longest record id, in characters."""
 
@@ -82,6 +110,7 @@ ERROR_KINDS: Final = (
     "invalid_record",
     "invalid_case",
     "engine_error",
+    "fhir_error",
     "internal_error",
 )
 """What can be wrong with a record, as named in the errors file."""
@@ -166,6 +195,21 @@ def advisors_built() -> int:
     return len(_advisors)
 
 
+FhirVersion = Literal["R4B", "R5"]
+
+
+@attrs.frozen
+class BundleSpec:
+    """How the records that are FHIR Bundles are read: the FHIR version, and the day ages and days count from.
+
+    Made once per run (``today`` defaults to the day it is made) and handed to every worker, so
+    every record of a run counts from the same day.
+    """
+
+    today: dt.date = attrs.field(factory=dt.date.today)
+    fhir_version: FhirVersion = attrs.field(default="R4B", validator=attrs.validators.in_(("R4B", "R5")))
+
+
 # --------------------------------------------------------------------------- one record
 
 
@@ -179,6 +223,8 @@ def _parse(raw: bytes | None) -> Any:
     """Bytes of one line to JSON data, or a RecordError."""
     if raw is None:
         return RecordError("line_too_long", "line is longer than the limit (MAX_LINE_BYTES)")
+    if raw == _BUNDLE_TOO_LONG:
+        return RecordError("line_too_long", "a FHIR Bundle line longer than the limit (MAX_BUNDLE_LINE_BYTES)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -230,43 +276,113 @@ def advise_or_error(advisor: Advisor, case: Any) -> Advice | RecordError:
         return record_error(exc)
 
 
-def advise_record(advisor: Advisor, raw: bytes | None) -> tuple[Any, dict[str, Any] | RecordError]:
-    """Advise on one raw input line: (record id or None, ``Advice.to_dict()`` or a RecordError).
+FHIR_EXTRA_MISSING: Final = 'a FHIR Bundle needs the fhir extra: pip install "secondopinion[fhir]"'
 
-    Never raises for a bad record: every failure becomes a RecordError whose
-    message holds no value from the case.
+
+def _is_fhir(case: Any) -> bool:
+    """Whether a record is FHIR data (a top-level string ``resourceType``: a case never has one)."""
+    return isinstance(case, dict) and isinstance(case.get("resourceType"), str)
+
+
+def _patient_paths(bundle: dict[str, Any]) -> list[str]:
+    entries = bundle.get("entry")
+    return [
+        f"Bundle.entry[{i}].resource"
+        for i, entry in enumerate(entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict)
+        and isinstance(entry.get("resource"), dict)
+        and entry["resource"].get("resourceType") == "Patient"
+    ]
+
+
+def _case_from_fhir(data: dict[str, Any], bundles: BundleSpec) -> tuple[Any, dict[str, int]] | RecordError:
+    """A Bundle record mapped to (case, ``{"mapped": N, "not_used": M}``), or the RecordError saying why not.
+
+    Messages and problems name FHIR paths, never a value (not even an unknown ``resourceType``).
     """
+    if data["resourceType"] != "Bundle":
+        return RecordError("fhir_error", "a FHIR resource, not a Bundle: FHIR data is read in a Bundle")
+    try:
+        from . import fhir  # only in a process that meets a Bundle: case records never pay for it
+    except ImportError:
+        return RecordError("fhir_error", FHIR_EXTRA_MISSING)
+    try:
+        got = fhir.case_from_bundle(data, fhir_version=bundles.fhir_version, today=bundles.today)
+    except fhir.FhirError as exc:
+        return RecordError("fhir_error", f"invalid FHIR data ({len(exc.problems)} problem(s))", exc.problems)
+    except Exception as exc:
+        return record_error(exc)
+    if got.patient is None:
+        patients = _patient_paths(data)
+        if len(patients) > 1:
+            where = ", ".join(patients[:5]) + (", ..." if len(patients) > 5 else "")
+            return RecordError(
+                "fhir_error",
+                f"the Bundle holds {len(patients)} patients ({where}): a batch advises on one patient per Bundle",
+                tuple(patients),
+            )
+    return got.case, {"mapped": len(got.mapped), "not_used": len(got.unmapped)}
+
+
+def _advise_one(
+    advisor: Advisor, raw: bytes | None, bundles: BundleSpec | None
+) -> tuple[Any, dict[str, Any] | RecordError, dict[str, int] | None]:
+    """(record id or None, ``Advice.to_dict()`` or a RecordError, the FHIR mapping counts or None)."""
     data = _parse(raw)
     if isinstance(data, RecordError):
-        return None, data
+        return None, data, None
     unwrapped = _unwrap(data)
     if isinstance(unwrapped, RecordError):
-        return None, unwrapped
+        return None, unwrapped, None
     record_id, case = unwrapped
+    counts = None
+    if _is_fhir(case):
+        mapped = _case_from_fhir(case, bundles or BundleSpec())
+        if isinstance(mapped, RecordError):
+            return record_id, mapped, None
+        case, counts = mapped
     result = advise_or_error(advisor, case)
     if isinstance(result, RecordError):
-        return record_id, result
+        return record_id, result, None
     try:
-        return record_id, result.to_dict()
+        return record_id, result.to_dict(), counts
     except Exception as exc:
-        return record_id, record_error(exc)
+        return record_id, record_error(exc), None
 
 
-def _advise_chunk_with(advisor: Advisor, chunk: Sequence[tuple[int, bytes | None]]) -> list[tuple[bool, str]]:
+def advise_record(
+    advisor: Advisor, raw: bytes | None, bundles: BundleSpec | None = None
+) -> tuple[Any, dict[str, Any] | RecordError]:
+    """Advise on one raw input line: (record id or None, ``Advice.to_dict()`` or a RecordError).
+
+    A FHIR Bundle is mapped as ``bundles`` says (default: R4B, counted from today). Never
+    raises for a bad record: every failure becomes a RecordError whose message holds no
+    value from the case.
+    """
+    record_id, result, _ = _advise_one(advisor, raw, bundles)
+    return record_id, result
+
+
+def _advise_chunk_with(
+    advisor: Advisor, chunk: Sequence[tuple[int, bytes | None]], bundles: BundleSpec | None = None
+) -> list[tuple[bool, str]]:
     out: list[tuple[bool, str]] = []
     for line, raw in chunk:
-        record_id, result = advise_record(advisor, raw)
+        record_id, result, counts = _advise_one(advisor, raw, bundles)
         head: dict[str, Any] = {"line": line}
         if record_id is not None:
             head["id"] = record_id
         if isinstance(result, RecordError):
             out.append((False, _dumps({**head, **result.to_dict()})))
-        else:
+        elif counts is None:
             out.append((True, _dumps({**head, "advice": result})))
+        else:
+            out.append((True, _dumps({**head, "advice": result, "fhir": counts})))
     return out
 
 
 _worker_spec: AdvisorSpec | None = None
+_worker_bundles: BundleSpec | None = None
 
 
 def _die_with_parent(parent: int) -> None:
@@ -281,32 +397,37 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(spec: AdvisorSpec, parent: int | None = None) -> None:
+def _init_worker(spec: AdvisorSpec, parent: int | None = None, bundles: BundleSpec | None = None) -> None:
     """Pool initializer: die with the parent, leave Ctrl-C to it, build this worker's advisor once."""
-    global _worker_spec
+    global _worker_spec, _worker_bundles
     if parent is not None:
         _die_with_parent(parent)
     # Ctrl-C reaches the whole process group: the parent stops the run cleanly, workers finish their chunk.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_spec = spec
+    _worker_bundles = bundles
     advisor_for(spec)
 
 
 def _advise_chunk(chunk: Sequence[tuple[int, bytes | None]]) -> list[tuple[bool, str]]:
     """Pool task: advise on a chunk of lines with this worker's advisor."""
     assert _worker_spec is not None, "worker not initialised"
-    return _advise_chunk_with(advisor_for(_worker_spec), chunk)
+    return _advise_chunk_with(advisor_for(_worker_spec), chunk, _worker_bundles)
 
 
 # --------------------------------------------------------------------------- streams
 
 
-def read_records(stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None, int]]:
+def read_records(
+    stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES, max_bundle_bytes: int = MAX_BUNDLE_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None, int]]:
     """Yield ``(line number, line bytes or None if too long, bytes consumed)`` for every line.
 
     Line numbers count from 1 and include blank lines. A line longer than
-    ``max_line_bytes`` is consumed piece by piece and never held whole. A
-    UTF-8 byte-order mark at the start of the first line is dropped.
+    ``max_line_bytes`` is consumed piece by piece and never held whole, unless
+    its first ``max_line_bytes`` hold ``"resourceType": "Bundle"``: such a line
+    (a FHIR Bundle, or an envelope around one) is read up to ``max_bundle_bytes``.
+    A UTF-8 byte-order mark at the start of the first line is dropped.
     """
     number = 0
     while True:
@@ -315,14 +436,20 @@ def read_records(stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> 
             return
         number += 1
         consumed = len(line)
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            while True:
-                rest = stream.readline(max_line_bytes)
-                consumed += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None, consumed
-            continue
+        limit, too_long = max_line_bytes, None
+        if len(line) > limit and not line.endswith(b"\n"):
+            if max_bundle_bytes > max_line_bytes and _BUNDLE_HEAD.search(line):  # a Bundle: read on, to its limit
+                limit, too_long = max_bundle_bytes, _BUNDLE_TOO_LONG
+                line += stream.readline(max_bundle_bytes - len(line) + 1)
+                consumed = len(line)
+            if len(line) > limit and not line.endswith(b"\n"):
+                while True:
+                    rest = stream.readline(max_line_bytes)
+                    consumed += len(rest)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                yield number, too_long, consumed
+                continue
         if number == 1 and line.startswith(_BOM):
             line = line[len(_BOM) :]
         yield number, line.rstrip(b"\r\n"), consumed
@@ -347,20 +474,22 @@ class _Counts:
 
 
 def _chunks(
-    lines: Iterable[tuple[int, bytes | None, int]], size: int, counts: _Counts
+    lines: Iterable[tuple[int, bytes | None, int]], size: int, counts: _Counts, max_bytes: int = CHUNK_BYTES
 ) -> Iterator[tuple[list[tuple[int, bytes | None]], int]]:
-    """Group non-blank lines into chunks; yield each with the input bytes it covers."""
+    """Group non-blank lines into chunks of ``size`` lines or ``max_bytes`` bytes; yield each with the input
+    bytes it covers."""
     chunk: list[tuple[int, bytes | None]] = []
-    covered = 0
+    covered = held = 0
     for number, raw, consumed in lines:
         covered += consumed
         if raw is not None and not raw.strip():
             counts.blank += 1
             continue
         chunk.append((number, raw))
-        if len(chunk) >= size:
+        held += len(raw or b"")
+        if len(chunk) >= size or held >= max_bytes:
             yield chunk, covered
-            chunk, covered = [], 0
+            chunk, covered, held = [], 0, 0
     if chunk or covered:
         yield chunk, covered
 
@@ -372,9 +501,11 @@ def run_batch(
     *,
     workers: int | None = None,
     spec: AdvisorSpec | None = None,
+    bundles: BundleSpec | None = None,
     chunk_size: int = 128,
     progress: ProgressFn | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    max_bundle_bytes: int = MAX_BUNDLE_LINE_BYTES,
     stop: threading.Event | None = None,
     skip: Callable[[Iterator[tuple[int, bytes | None, int]], _Counts], Iterator[tuple[int, bytes | None, int]]]
     | None = None,
@@ -382,14 +513,19 @@ def run_batch(
     """Advise on every record of a JSON Lines stream; write results to ``out``, bad records to ``errors``.
 
     ``workers``: processes to use (default: every available core; 1 runs in
-    this process). ``spec``: which rules (default: the shipped ones). Output
-    keeps input order. ``stop``: once set (by a signal handler, say), the run
+    this process). ``spec``: which rules (default: the shipped ones).
+    ``bundles``: how records that are FHIR Bundles are read (default: R4B, ages
+    and days counted from the day the run starts, the same for every record).
+    Output keeps input order. A line longer than ``max_line_bytes`` is an error
+    record, unless it is a FHIR Bundle of at most ``max_bundle_bytes``; a chunk
+    holds ``chunk_size`` lines or :data:`CHUNK_BYTES`. ``stop``: once set (by a signal handler, say), the run
     ends after the chunks in flight are written; the summary then says
     ``complete=False``, and ``records == results + errors`` still holds for what
     was written. Raises RuleFileError for bad rule packs (before reading any
     input) and :class:`BatchError` if a worker process dies.
     """
     spec = spec or AdvisorSpec()
+    bundles = bundles or BundleSpec()  # one day for the whole run, even across midnight
     workers = available_cores() if workers is None else workers
     if workers < 1:
         raise ValueError("workers must be at least 1")
@@ -411,7 +547,7 @@ def run_batch(
         if progress is not None:
             progress(counts.records, counts.bytes)
 
-    lines = read_records(source, max_line_bytes=max_line_bytes)
+    lines = read_records(source, max_line_bytes=max_line_bytes, max_bundle_bytes=max_bundle_bytes)
     if skip is not None:
         lines = skip(lines, counts)
     chunks = _chunks(lines, chunk_size, counts)
@@ -419,13 +555,13 @@ def run_batch(
     if workers == 1:
         advisor = advisor_for(spec)
         for chunk, covered in chunks:
-            emit(_advise_chunk_with(advisor, chunk), covered)
+            emit(_advise_chunk_with(advisor, chunk, bundles), covered)
             if stopped.is_set():
                 break
     else:
         if spec.rules:
             spec.build()  # bad rule packs fail here, once, rather than in every worker
-        _run_parallel(chunks, workers, spec, emit, stopped)
+        _run_parallel(chunks, workers, spec, bundles, emit, stopped)
     complete = not stopped.is_set() or next(chunks, None) is None
     return BatchSummary(counts.records, counts.results, counts.errors, counts.blank, complete, counts.resumed)
 
@@ -434,6 +570,7 @@ def _run_parallel(
     chunks: Iterator[tuple[list[tuple[int, bytes | None]], int]],
     workers: int,
     spec: AdvisorSpec,
+    bundles: BundleSpec,
     emit: Callable[[list[tuple[bool, str]], int], None],
     stop: threading.Event,
 ) -> None:
@@ -443,7 +580,10 @@ def _run_parallel(
     """
     window = 4 * workers
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(spec, os.getpid())
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(spec, os.getpid(), bundles),
     )
     pending: deque[tuple[Future[list[tuple[bool, str]]], int]] = deque()
     try:
@@ -547,6 +687,7 @@ def batch_files(
     *,
     workers: int | None = None,
     spec: AdvisorSpec | None = None,
+    bundles: BundleSpec | None = None,
     chunk_size: int = 128,
     progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
@@ -557,7 +698,8 @@ def batch_files(
     Output files are written as ``NAME.partial`` and renamed to ``NAME`` only when the run is
     complete, so a crash, a kill or a full disk never leaves a half-written file under the final
     name. A run stopped early (``stop``, a signal, a crash) leaves its ``.partial`` files;
-    ``resume=True`` continues from the records they hold completely (same input, same options).
+    ``resume=True`` continues from the records they hold completely (same input, same options;
+    give ``bundles`` the first run's day so FHIR Bundle records count from it too).
     An output that is the input file (also through a link) is refused with :class:`BatchError`
     before anything is opened for writing.
     """
@@ -576,7 +718,16 @@ def batch_files(
         _open_out(partial_errors, sys.stdout, append=resume) as err,
     ):
         summary = run_batch(
-            src, dst, err, workers=workers, spec=spec, chunk_size=chunk_size, progress=progress, stop=stop, skip=skip
+            src,
+            dst,
+            err,
+            workers=workers,
+            spec=spec,
+            bundles=bundles,
+            chunk_size=chunk_size,
+            progress=progress,
+            stop=stop,
+            skip=skip,
         )
         if summary.complete:
             for path, final, stream in ((partial_out, out, dst), (partial_errors, errors, err)):

@@ -674,7 +674,12 @@ def check(rules: RulesOption = None) -> None:
 
 @app.command()
 def batch(
-    source: Annotated[Path, typer.Argument(help="Cases as JSON Lines (one case per line), or - for standard input.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Cases as JSON Lines (one case or one FHIR Bundle per line), or - for standard input."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Advice as JSON Lines, in input order (- for stdout).")],
     errors: Annotated[
         Path | None,
@@ -692,15 +697,26 @@ def batch(
             help="Continue a run stopped by Ctrl-C (exit 130), SIGTERM (143) or a crash, from its OUT.partial files.",
         ),
     ] = False,
+    today: Annotated[
+        str | None,
+        typer.Option(
+            "--today",
+            metavar="YYYY-MM-DD",
+            help="Count the ages and days to decide of every FHIR Bundle record from this day [default: today, "
+            "once for the whole run]. Give the first run's day with --resume.",
+        ),
+    ] = None,
+    fhir_version: FhirVersionOption = FhirVersionName.R4B,
 ) -> None:
-    """Advise on many cases in parallel; every bad record goes to the errors file (exit 1 if any)."""
+    """Advise on many cases or FHIR Bundles in parallel; every bad record goes to the errors file (exit 1 if any)."""
     # Outputs are written as OUT.partial (and ERRORS.partial) and renamed when the run is complete;
     # Ctrl-C or SIGTERM stops the run cleanly (exit 130 or 143) and --resume continues it.
     import signal
     import threading
 
-    from .batch import AdvisorSpec, BatchError, TerminalProgress, batch_files, same_file
+    from .batch import AdvisorSpec, BatchError, BundleSpec, TerminalProgress, batch_files, same_file
 
+    day = _parse_day(today)
     if str(source) != "-" and not source.is_file():
         fail(f"no such file: {source}", 2)
     if errors is None:
@@ -720,6 +736,7 @@ def batch(
     show = sys.stderr.isatty() if progress is None else progress
     size = source.stat().st_size if str(source) != "-" else None
     spec = AdvisorSpec(rules or ())
+    bundles = BundleSpec(day or dt.date.today(), fhir_version.value)
     stop = threading.Event()
     received: list[int] = []
 
@@ -731,7 +748,15 @@ def batch(
     try:
         with TerminalProgress(size) if show else contextlib.nullcontext() as bar:
             summary = batch_files(
-                source, out, errors, workers=workers or None, spec=spec, progress=bar, stop=stop, resume=resume
+                source,
+                out,
+                errors,
+                workers=workers or None,
+                spec=spec,
+                bundles=bundles,
+                progress=bar,
+                stop=stop,
+                resume=resume,
             )
     except RuleFileError as exc:
         fail(str(exc), 1)
