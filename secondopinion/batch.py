@@ -58,7 +58,7 @@ import attrs
 import orjson
 
 from .advisor import Advisor, default_advisor
-from .case import CaseError, loads
+from .case import MAX_BUNDLE_BYTES, CaseError, is_fhir_resource, loads, names_a_bundle
 from .engine import EngineError
 from .recommendations import Advice
 from .rulebook import Rulebook
@@ -88,14 +88,12 @@ __all__ = [
 MAX_LINE_BYTES: Final = 1 << 20
 """Longest input line read, in bytes (1 MiB); a longer line is an error record, never held in memory."""
 
-MAX_BUNDLE_LINE_BYTES: Final = 64 << 20
-"""Longest line read when its first :data:`MAX_LINE_BYTES` name a FHIR Bundle (64 MiB, as ``advise`` reads a
-Bundle file: a Synthea patient's whole record is often several MB)."""
+MAX_BUNDLE_LINE_BYTES: Final = MAX_BUNDLE_BYTES
+"""Longest line read when its first :data:`MAX_LINE_BYTES` name a FHIR Bundle:
+:data:`~secondopinion.case.MAX_BUNDLE_BYTES`, as ``advise`` reads a Bundle file."""
 
 CHUNK_BYTES: Final = 8 << 20
 """A chunk closes once its lines hold this many bytes (or ``chunk_size`` lines), so big Bundles travel few at a time."""
-
-_BUNDLE_HEAD: Final = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
 
 _BUNDLE_TOO_LONG: Final = b"\n(a FHIR Bundle line longer than MAX_BUNDLE_LINE_BYTES)"
 """Stands for such a line in a chunk: it holds a newline, so no line read can equal it."""
@@ -279,22 +277,6 @@ def advise_or_error(advisor: Advisor, case: Any) -> Advice | RecordError:
 FHIR_EXTRA_MISSING: Final = 'a FHIR Bundle needs the fhir extra: pip install "secondopinion[fhir]"'
 
 
-def _is_fhir(case: Any) -> bool:
-    """Whether a record is FHIR data (a top-level string ``resourceType``: a case never has one)."""
-    return isinstance(case, dict) and isinstance(case.get("resourceType"), str)
-
-
-def _patient_paths(bundle: dict[str, Any]) -> list[str]:
-    entries = bundle.get("entry")
-    return [
-        f"Bundle.entry[{i}].resource"
-        for i, entry in enumerate(entries if isinstance(entries, list) else [])
-        if isinstance(entry, dict)
-        and isinstance(entry.get("resource"), dict)
-        and entry["resource"].get("resourceType") == "Patient"
-    ]
-
-
 def _case_from_fhir(data: dict[str, Any], bundles: BundleSpec) -> tuple[Any, dict[str, int]] | RecordError:
     """A Bundle record mapped to (case, ``{"mapped": N, "not_used": M}``), or the RecordError saying why not.
 
@@ -312,15 +294,13 @@ def _case_from_fhir(data: dict[str, Any], bundles: BundleSpec) -> tuple[Any, dic
         return RecordError("fhir_error", f"invalid FHIR data ({len(exc.problems)} problem(s))", exc.problems)
     except Exception as exc:
         return record_error(exc)
-    if got.patient is None:
-        patients = _patient_paths(data)
-        if len(patients) > 1:
-            where = ", ".join(patients[:5]) + (", ..." if len(patients) > 5 else "")
-            return RecordError(
-                "fhir_error",
-                f"the Bundle holds {len(patients)} patients ({where}): a batch advises on one patient per Bundle",
-                tuple(patients),
-            )
+    if got.patient is None and len(got.patients) > 1:
+        return RecordError(
+            "fhir_error",
+            f"the Bundle holds {len(got.patients)} patients ({got.patients_named()}): "
+            "a batch advises on one patient per Bundle",
+            got.patients,
+        )
     return got.case, {"mapped": len(got.mapped), "not_used": len(got.unmapped)}
 
 
@@ -336,7 +316,7 @@ def _advise_one(
         return None, unwrapped, None
     record_id, case = unwrapped
     counts = None
-    if _is_fhir(case):
+    if is_fhir_resource(case):
         mapped = _case_from_fhir(case, bundles or BundleSpec())
         if isinstance(mapped, RecordError):
             return record_id, mapped, None
@@ -438,7 +418,7 @@ def read_records(
         consumed = len(line)
         limit, too_long = max_line_bytes, None
         if len(line) > limit and not line.endswith(b"\n"):
-            if max_bundle_bytes > max_line_bytes and _BUNDLE_HEAD.search(line):  # a Bundle: read on, to its limit
+            if max_bundle_bytes > max_line_bytes and names_a_bundle(line):  # a Bundle: read on, to its limit
                 limit, too_long = max_bundle_bytes, _BUNDLE_TOO_LONG
                 line += stream.readline(max_bundle_bytes - len(line) + 1)
                 consumed = len(line)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import re
 import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +28,7 @@ import typer
 
 from . import __version__
 from .advisor import Advisor
-from .case import CaseError, load_case
+from .case import MAX_BUNDLE_BYTES, CaseError, is_fhir_resource, load_case, names_a_bundle
 from .engine import EngineError
 from .rulebook import Rule, Rulebook, RuleFileError
 
@@ -147,10 +146,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
 MAX_CASE_BYTES = 1 << 20
 """Largest case file read, in bytes (1 MiB, as a batch line): ``advise /dev/zero`` stops there."""
 
-MAX_BUNDLE_BYTES = 64 << 20
-"""Largest FHIR Bundle read, in bytes (64 MiB: a Synthea patient's whole record is often several MB)."""
-
-_BUNDLE_MARK = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
 
 
 @contextlib.contextmanager
@@ -179,7 +174,7 @@ def read_input(path: Path) -> str:
             stream = sys.stdin.buffer if str(path) == "-" else stack.enter_context(path.open("rb"))
             raw = stream.read(MAX_CASE_BYTES + 1)
             if len(raw) > MAX_CASE_BYTES:
-                if _BUNDLE_MARK.search(raw) is None:
+                if not names_a_bundle(raw):
                     fail(f"{path} is larger than {MAX_CASE_BYTES} bytes (the limit for one case)", 1)
                 raw += stream.read(MAX_BUNDLE_BYTES - len(raw) + 1)
                 if len(raw) > MAX_BUNDLE_BYTES:
@@ -230,7 +225,7 @@ def _fhir_resource(text: str) -> dict[str, Any] | None:
         data = json.loads(text)
     except (ValueError, RecursionError):
         return None  # load_case says what is wrong with it
-    return data if isinstance(data, dict) and isinstance(data.get("resourceType"), str) else None
+    return data if is_fhir_resource(data) else None
 
 
 def load_case_input(path: Path, fhir_input: FhirInput, day: dt.date | None) -> CaseInput:
@@ -265,18 +260,10 @@ def _case_from_bundle(path: Path, bundle: dict[str, Any], fhir_input: FhirInput,
         )
     except fhir.FhirError as exc:
         fail(f"{path}: {exc}", 1)
-    entries = bundle.get("entry")
-    patients = [
-        f"Bundle.entry[{i}].resource"
-        for i, entry in enumerate(entries if isinstance(entries, list) else [])
-        if isinstance(entry, Mapping)
-        and isinstance(entry.get("resource"), Mapping)
-        and entry["resource"].get("resourceType") == "Patient"
-    ]
-    if got.patient is None and patients and (fhir_input.patient is not None or len(patients) > 1):
-        where = ", ".join(patients[:5]) + (", ..." if len(patients) > 5 else "")
+    if got.patient is None and got.patients and (fhir_input.patient is not None or len(got.patients) > 1):
+        where = got.patients_named()
         if fhir_input.patient is None:
-            fail(f"{path}: the Bundle holds {len(patients)} patients ({where}): choose one with --patient ID", 2)
+            fail(f"{path}: the Bundle holds {len(got.patients)} patients ({where}): choose one with --patient ID", 2)
         fail(f"{path}: no Patient in the Bundle has the id given with --patient (Patients: {where})", 2)
     if fhir_input.focus is not None and (got.focus is None or got.focus.reason != fhir.FOCUS_NAMED):
         fail(f"{path}: --focus names no active Condition of the patient (give its id, Condition/ID or fullUrl)", 2)

@@ -170,7 +170,8 @@ class FhirCase:
     ``not_understood``. Resources of types the mapping never reads (Observation,
     Encounter, Claim...) are counted there and not listed in ``unmapped``.
     ``patient`` is the path of the Patient resource the case is about (None
-    when the data holds none, or several and no ``patient_id`` picked one).
+    when the data holds none, or several and no ``patient_id`` picked one);
+    ``patients`` the paths of every Patient resource in the data.
     """
 
     case: Case
@@ -179,6 +180,11 @@ class FhirCase:
     focus: Focus | None = None
     summary: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
     patient: str | None = None
+    patients: tuple[str, ...] = ()
+
+    def patients_named(self, limit: int = 5) -> str:
+        """The paths of the Patient resources, for a message: at most ``limit``, then "..."."""
+        return ", ".join(self.patients[:limit]) + (", ..." if len(self.patients) > limit else "")
 
     def report(self) -> dict[str, Any]:
         """The mapping report as JSON-ready data."""
@@ -902,6 +908,7 @@ def _build(
         for path, url, res in resources
         if res["resourceType"] == "Patient"
     ]
+    every_patient = tuple(p.path for p in patients)
     if patient_id is not None:
         matching = [p for p in patients if p.id == _plain_id(patient_id) or p.full_url == patient_id]
         for p in patients:
@@ -950,7 +957,9 @@ def _build(
         raise FhirError(list(exc.problems)) from None
     mapped = _dedupe(m.mapped)
     summary = _summary(version, resources, mapped, m.unmapped)
-    return FhirCase(case, mapped, tuple(m.unmapped), m.focus, summary, m.patient.path if m.patient else None)
+    return FhirCase(
+        case, mapped, tuple(m.unmapped), m.focus, summary, m.patient.path if m.patient else None, every_patient
+    )
 
 
 def _dedupe(items: Iterable[Mapped]) -> tuple[Mapped, ...]:
