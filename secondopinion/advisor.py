@@ -192,8 +192,11 @@ def _canonical_fids(derived: Sequence[Any]) -> dict[str, str]:
 def _renamed(firing: Firing | Derivation, rename: Mapping[str, str]) -> Derivation:
     """The derivation of a firing, its facts under their canonical ids."""
     matched = firing.matched
-    if rename and any(v in rename for v in matched.values()):
-        matched = {k: rename.get(v, v) for k, v in matched.items()}
+    if rename:
+        for fid in matched.values():
+            if fid in rename:
+                matched = {k: rename.get(v, v) for k, v in matched.items()}
+                break
     return Derivation.in_order(firing.rule_id, matched)
 
 

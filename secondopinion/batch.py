@@ -30,10 +30,12 @@ Error lines: ``{"line": 4, "id": ..., "error": KIND, "message": ..., "problems":
 with ``KIND`` one of :data:`ERROR_KINDS`. Messages name positions and field
 paths, never a value from the case.
 
-Parallel runs use a pool of worker processes (``spawn``), each building its
-own :class:`~secondopinion.advisor.Advisor` once, in its initializer: durable's
-engine state is per process, and one engine serialises its sessions, so
-processes (not threads) are what scale.
+Parallel runs use a pool of worker processes: durable's engine state is per
+process, and one engine serialises its sessions, so processes (not threads)
+are what scale. On Linux, a process running no other thread builds its
+:class:`~secondopinion.advisor.Advisor` once and forks the workers, which start
+with it; otherwise (other systems, threaded apps) each worker is spawned and
+builds its own once, in its initializer (``run_batch(start_method=...)``).
 """
 
 from __future__ import annotations
@@ -194,6 +196,20 @@ def advisors_built() -> int:
 
 
 FhirVersion = Literal["R4B", "R5"]
+
+StartMethod = Literal["fork", "spawn"]
+"""How batch worker processes start (see :func:`run_batch`)."""
+
+
+def _auto_start_method() -> StartMethod:
+    """``fork`` on Linux while this process runs only the calling thread; ``spawn`` otherwise.
+
+    Forking copies the built advisor, so workers start at once; with another thread running,
+    a lock it holds would be copied held, so a threaded process spawns. macOS and Windows spawn.
+    """
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 @attrs.frozen
@@ -378,12 +394,16 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _init_worker(spec: AdvisorSpec, parent: int | None = None, bundles: BundleSpec | None = None) -> None:
-    """Pool initializer: die with the parent, leave Ctrl-C to it, build this worker's advisor once."""
+    """Pool initializer: die with the parent, leave Ctrl-C to it, build this worker's advisor once
+    (a forked worker has its parent's already)."""
     global _worker_spec, _worker_bundles
     if parent is not None:
         _die_with_parent(parent)
     # Ctrl-C reaches the whole process group: the parent stops the run cleanly, workers finish their chunk.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's SIGTERM handler (the CLI's sets a stop flag): the pool
+    # ends a broken worker with SIGTERM, which must end it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_spec = spec
     _worker_bundles = bundles
     advisor_for(spec)
@@ -489,6 +509,7 @@ def run_batch(
     stop: threading.Event | None = None,
     skip: Callable[[Iterator[tuple[int, bytes | None, int]], _Counts], Iterator[tuple[int, bytes | None, int]]]
     | None = None,
+    start_method: StartMethod | Literal["auto"] = "auto",
 ) -> BatchSummary:
     """Advise on every record of a JSON Lines stream; write results to ``out``, bad records to ``errors``.
 
@@ -503,6 +524,13 @@ def run_batch(
     ``complete=False``, and ``records == results + errors`` still holds for what
     was written. Raises RuleFileError for bad rule packs (before reading any
     input) and :class:`BatchError` if a worker process dies.
+
+    ``start_method``: how worker processes start. ``"spawn"``: each imports the
+    package and builds its own advisor (about half a second). ``"fork"``: this
+    process builds the advisor once and the workers are copies of it that start
+    at once; safe only while this process runs no other thread. ``"auto"`` (the
+    default) forks on Linux when the calling process has one thread, and spawns
+    otherwise (other systems, threaded apps, a progress bar already running).
     """
     spec = spec or AdvisorSpec()
     bundles = bundles or BundleSpec()  # one day for the whole run, even across midnight
@@ -539,9 +567,14 @@ def run_batch(
             if stopped.is_set():
                 break
     else:
-        if spec.rules:
+        method = start_method if start_method != "auto" else _auto_start_method()
+        if method == "fork":
+            advisor_for(spec)  # built once here; the forked workers start with it
+            for stream in (out, errors, sys.stdout, sys.stderr):
+                stream.flush()  # nothing buffered before the fork may be written twice
+        elif spec.rules:
             spec.build()  # bad rule packs fail here, once, rather than in every worker
-        _run_parallel(chunks, workers, spec, bundles, emit, stopped)
+        _run_parallel(chunks, workers, spec, bundles, emit, stopped, method)
     complete = not stopped.is_set() or next(chunks, None) is None
     return BatchSummary(counts.records, counts.results, counts.errors, counts.blank, complete, counts.resumed)
 
@@ -553,6 +586,7 @@ def _run_parallel(
     bundles: BundleSpec,
     emit: Callable[[list[tuple[bool, str]], int], None],
     stop: threading.Event,
+    method: StartMethod = "spawn",
 ) -> None:
     """Feed chunks to a process pool with a bounded window; emit results in input order.
 
@@ -561,7 +595,7 @@ def _run_parallel(
     window = 4 * workers
     pool = ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=get_context("spawn"),
+        mp_context=get_context(method),
         initializer=_init_worker,
         initargs=(spec, os.getpid(), bundles),
     )
@@ -672,6 +706,7 @@ def batch_files(
     progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
     resume: bool = False,
+    start_method: StartMethod | Literal["auto"] = "auto",
 ) -> BatchSummary:
     """:func:`run_batch` on files (``-`` reads standard input / writes standard output).
 
@@ -708,6 +743,7 @@ def batch_files(
             progress=progress,
             stop=stop,
             skip=skip,
+            start_method=start_method,
         )
         if summary.complete:
             for path, final, stream in ((partial_out, out, dst), (partial_errors, errors, err)):
@@ -769,13 +805,19 @@ class TerminalProgress:
             transient=True,
         )
         self._task = self._progress.add_task("batch", total=total_bytes, records=0)
+        self._started = False
 
     def __enter__(self) -> TerminalProgress:
-        self._progress.start()
+        # The bar (and its refresh thread) starts with the first chunk written: by then the
+        # batch's workers have started, and a process with no other thread may fork them.
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def __call__(self, records: int, consumed: int) -> None:
+        if not self._started:
+            self._started = True
+            self._progress.start()
         self._progress.update(self._task, completed=consumed, records=records)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -482,6 +482,28 @@ def _structure_optional_int(value: Any, _type: Any) -> int | None:
     return _days(value)
 
 
+def _enum_hook(cls: type[StrEnum]) -> Callable[[Any, Any], StrEnum]:
+    """Structure one StrEnum by a dict lookup: what ``cls(value)`` returns, a third of the time.
+
+    A case has about twenty enum values; ``Enum.__call__`` goes through ``__new__`` for each.
+    Anything the lookup does not find (a wrong or unhashable value) goes to ``cls(value)``,
+    which raises the same ``ValueError`` as before.
+    """
+    members: Mapping[str, StrEnum] = {m.value: m for m in cls}
+
+    def structure(value: Any, _type: Any) -> StrEnum:
+        if type(value) is str:
+            member = members.get(value)
+            if member is not None:
+                return member
+        return cls(value)
+
+    return structure
+
+
+for _enum in StrEnum.__subclasses__():
+    if _enum.__module__ == __name__:
+        converter.register_structure_hook(_enum, _enum_hook(_enum))
 converter.register_structure_hook_func(lambda t: t == tuple[Opinion, ...], _structure_tuple_of_opinions)
 converter.register_structure_hook_func(lambda t: t == (str | None), _structure_optional_text)
 converter.register_structure_hook_func(lambda t: t == (int | None), _structure_optional_int)
@@ -689,19 +711,21 @@ def dump_case(case: Case) -> dict[str, Any]:
     return out
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_ENUMS: dict[type, tuple[tuple[str, bool], ...]] = {
+    cls: tuple((name, isinstance(kind, type)) for name, kind in kinds) for cls, kinds in _KINDS.items()
+}
+"""Per case part, each field's name and whether it holds an enum (a loaded or checked Case holds members)."""
 
 
 def _aspect(fact_type: str, obj: Any) -> dict[str, Any]:
-    cls = type(obj)
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls))
     fact: dict[str, Any] = {"type": fact_type, "fid": fact_type}
-    for name in names:
+    fields = _FIELD_ENUMS.get(type(obj))
+    if fields is None:  # a subclass of a case part, built by hand
+        fields = tuple((name, isinstance(kind, type)) for name, kind in _field_kinds(type(obj)))
+    for name, is_enum in fields:
         value = getattr(obj, name)
         if value is not None:
-            fact[name] = value._value_ if isinstance(value, StrEnum) else value
+            fact[name] = value._value_ if is_enum else value
     return fact
 
 

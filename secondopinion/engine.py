@@ -471,6 +471,7 @@ class _Session:
     per_type: dict[str, int] = attrs.Factory(dict)
     seen: set[tuple[str, ...]] = attrs.Factory(set)
     deadline: float = 0.0
+    sid: str = ""
     stopped: bool = False
     """The run was cut short (budget spent, hazard A11): actions still queued are dropped and
     ``failure`` is what the run raises."""
@@ -1064,7 +1065,10 @@ class Engine:
             return
         try:
             message = c._m
-            matched = {name: message[name]["fid"] for name in binding_names}
+            if len(binding_names) == 1:  # most rules: no comprehension to build
+                matched = {binding_names[0]: message[binding_names[0]]["fid"]}
+            else:
+                matched = {name: message[name]["fid"] for name in binding_names}
             key = (rule_id, *matched.values())
             if key in ctx.seen:
                 return
@@ -1089,7 +1093,7 @@ class Engine:
             produced = derive({name: dict(by_fid[fid]) for name, fid in matched.items()})
             if produced is None:
                 return
-            if not isinstance(produced, Mapping):
+            if type(produced) is not dict and not isinstance(produced, Mapping):
                 raise EngineError(f"rule {rule_id!r}: derive returned a non-mapping")
             attributes = dict(produced)
             where = f"fact derived by {rule_id!r}"
@@ -1129,7 +1133,7 @@ class Engine:
         by_fid[fid] = fact
         if fact_type in self.fact_types:
             try:
-                c.assert_fact({**fact, "sid": c.s.sid})
+                c.assert_fact({**fact, "sid": ctx.sid})
             except (
                 _durable.MessageNotHandledException,
                 _durable.MessageObservedException,
@@ -1199,7 +1203,7 @@ class Engine:
         with self._lock:
             if self._unusable:
                 raise EngineError("engine unusable: an earlier session could not be deleted safely")
-            sid = self._new_sid()
+            sid = ctx.sid = self._new_sid()
             ctx.deadline = time.monotonic() + self._max_seconds  # the budget starts once the lock is held
             self._ctx = ctx
             host, name = self._host, self.name

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,16 @@ def test_bad_records_are_named_by_kind_and_good_ones_match_advise() -> None:
     assert all(set(e) == {"line", "error", "message", "problems"} for e in errors if "id" not in e)
 
 
-def test_parallel_output_is_identical_to_the_sequential_output() -> None:
+START_METHODS = ["spawn", pytest.param("fork", marks=pytest.mark.skipif(sys.platform != "linux", reason="Linux forks"))]
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_parallel_output_is_identical_to_the_sequential_output(start_method: str) -> None:
     data, _, _ = _mixed_input()
     many = b"".join(json.dumps(c).encode() + b"\n" for c in random_cases(500, seed=11, labelled_opinions=False))
     data = data + many + data
     single = _run(data, workers=1, chunk_size=7)
-    double = _run(data, workers=2, chunk_size=7)
+    double = _run(data, workers=2, chunk_size=7, start_method=start_method)
     assert single == double
     summary = single[0]
     assert summary.records == summary.results + summary.errors
@@ -235,3 +240,31 @@ def test_output_lines_are_compact_json_with_text_as_written() -> None:
     (line,) = out.getvalue().splitlines()
     assert f'"id":"{record_id}"' in line
     assert line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
+
+
+def test_workers_are_forked_only_from_a_process_with_one_thread() -> None:
+    script = "from secondopinion.batch import _auto_start_method; print(_auto_start_method())"
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert fresh.stdout.strip() == ("fork" if sys.platform == "linux" else "spawn")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:  # a lock another thread holds would be copied held: spawn
+        assert batch_module._auto_start_method() == "spawn"
+    finally:
+        release.set()
+        other.join()
+
+
+def _worker_dies(*_args: Any) -> Any:
+    os._exit(3)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_a_worker_that_dies_ends_the_run_with_a_batch_error(
+    monkeypatch: pytest.MonkeyPatch, start_method: str
+) -> None:
+    data = b"".join(json.dumps(c).encode() + b"\n" for c in random_cases(40, seed=12))
+    monkeypatch.setattr(batch_module, "_advise_chunk", _worker_dies)  # the task the pool sends
+    with pytest.raises(batch_module.BatchError, match="stopped unexpectedly"):
+        _run(data, workers=2, chunk_size=4, start_method=start_method)
