@@ -105,6 +105,8 @@ VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 SELF_PAY_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
 UCUM = "http://unitsofmeasure.org"
+US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 # SNOMED CT severity qualifiers -> Diagnosis.seriousness (the Condition.severity value set, plus
 # 442452003 "Life threatening severity").
@@ -413,16 +415,25 @@ def _condition_usable(m: _Mapper, path: str, res: Mapping[str, Any]) -> bool:
     if clinical in ("inactive", "resolved", "remission"):
         m.ignore(path, "condition not active: not used")
         return False
+    if "clinicalStatus" not in res and any(key.startswith("abatement") for key in res):
+        # FHIR's con-4: a Condition that has ended is not active, whether or not its status says so.
+        m.ignore(path, "condition not active (it has an end date): not used")
+        return False
     if not m.about_patient(res.get("subject")):
         m.ignore(path, "condition of another patient: not used")
         return False
-    if valuesets.load("not-a-diagnosis").match_codings(_codings(res.get("code"))) is not None:
+    if valuesets.load("not-a-diagnosis").match_codings(_codings(res.get("code"))) is not None or _has_code(
+        res.get("category"), US_CORE_CATEGORY, "sdoh"
+    ):
         m.ignore(path, "a social or administrative finding, not a diagnosis: not used")
         return False
     return True
 
 
-_CONDITION_SETS = ("cancer", "life-threatening", "serious", "spine", "rare", "chronic")
+_CONDITION_SETS = ("cancer", "life-threatening", "serious", "spine", "rare", "chronic", "minor")
+# How the focus ranks seriousness: a condition known to be minor comes after one whose seriousness is
+# not known (its code may be in no value set and still be grave), which comes after moderate ones.
+_FOCUS_RANK = {"minor": 0, None: 1, "moderate": 2, "serious": 3, "life_threatening": 4}
 _CODE_SYSTEMS = {SNOMED: "snomed", ICD10CM: "icd10cm"}
 _CODE_SHAPES = {"snomed": re.compile(r"[1-9][0-9]{5,17}"), "icd10cm": re.compile(r"[A-Z][0-9][0-9A-Z]{1,5}")}
 
@@ -452,10 +463,11 @@ class _Condition:
         ranked = [s for s in implied if s is not None]
         return max(ranked, key=lambda s: _SEVERITY_RANK[s], default=None)
 
-    def key(self) -> tuple[int, int, int, dt.date, int]:
-        """Most serious first, cancer before others, chronic last, most recent, first in the data."""
-        serious = _SEVERITY_RANK.get(self.seriousness or "", -1)
-        return (serious, "cancer" in self.matches, "chronic" not in self.matches, self.recorded, -self.index)
+    def key(self) -> tuple[int, int, int, int, dt.date, int]:
+        """Most serious first (known-minor last), cancer first, then rare or spine, chronic last, most recent, first."""
+        serious = _FOCUS_RANK[self.seriousness]
+        special = "rare" in self.matches or "spine" in self.matches
+        return (serious, "cancer" in self.matches, special, "chronic" not in self.matches, self.recorded, -self.index)
 
 
 FOCUS_NAMED = "the focus condition named by the caller"
@@ -464,6 +476,7 @@ FOCUS_NAMED = "the focus condition named by the caller"
 _KEY_REASONS = (
     "the most serious active condition (by its severity or its code)",
     "cancer comes before other conditions",
+    "a rare disease or spine problem comes before other conditions",
     "other conditions come before common chronic ones",
     "the most recent active condition",
     "the first active condition in the data (the others are no more serious, nor more recent)",
@@ -498,14 +511,29 @@ def _condition(index: int, path: str, full_url: str | None, res: Mapping[str, An
     return _Condition(index, path, full_url, res, matches, severity, _recorded(res))
 
 
-def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> str:
+_BY_DATE = 4  # the position in the key from which the choice is by date and order, not by code
+
+
+def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> tuple[str, bool]:
+    """Why this condition was chosen, and whether the choice is a guess.
+
+    A guess: the chosen condition's code is in none of the value sets, and the next one ranks the
+    same by code, so only the dates (or the order in the data) told them apart.
+    """
     if not others:
-        return "the only active condition"
+        return "the only active condition", False
     runner_up = max(others, key=_Condition.key)
     for position, (a, b) in enumerate(zip(chosen.key(), runner_up.key(), strict=True)):
         if a != b:
-            return _KEY_REASONS[position]
-    return _KEY_REASONS[-1]  # pragma: no cover - the index makes every key unique
+            return _KEY_REASONS[position], position >= _BY_DATE and not chosen.matches
+    return _KEY_REASONS[-1], not chosen.matches  # pragma: no cover - the index makes every key unique
+
+
+GUESS = (
+    "a guess: more than one active condition has a code this mapping cannot rank, so the date chose;"
+    " check it, or name the condition (focus)"
+)
+"""The report item (at path ``focus``) when the focus was chosen by date among conditions of unknown codes."""
 
 
 def _is_focus(c: _Condition, focus: str) -> bool:
@@ -544,7 +572,10 @@ def _choose_condition(
     else:
         chosen = max(usable, key=_Condition.key)
         others = [c for c in usable if c is not chosen]
-        reason = _focus_reason(chosen, others)
+        reason, guess = _focus_reason(chosen, others)
+        if guess:
+            reason = f"{reason} - {GUESS}"
+            m.skip("focus", GUESS)
     m.focus = Focus(chosen.path, reason)
     for other in others:
         m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
@@ -610,7 +641,7 @@ def _not_cancer(m: _Mapper, c: _Condition, where: str) -> None:
         else:
             m.set("diagnosis.cancer", "no", where)
         return
-    if any(vs in c.matches and c.matches[vs].by == "code" for vs in ("spine", "rare", "serious", "chronic")):
+    if any(vs in c.matches and c.matches[vs].by == "code" for vs in ("spine", "rare", "serious", "chronic", "minor")):
         m.set("diagnosis.cancer", "no", where)
         return
     if "code" in c.res:
@@ -781,6 +812,34 @@ def _map_treatment(m: _Mapper, chosen: _Treatment) -> None:
             m.set("treatment.days_to_decide", min((span[0] - m.today).days, MAX_DAYS), f"{chosen.path}.{key}")
 
 
+# --------------------------------------------------------------------------- emergency encounter
+
+
+# Encounter statuses that mean the visit is going on now: R4/R4B (arrived, triaged, in-progress) and R5.
+_ENCOUNTER_NOW = frozenset({"arrived", "triaged", "in-progress"})
+
+
+def _emergency_now(m: _Mapper, res: Mapping[str, Any]) -> bool:
+    """Whether an Encounter says the patient is in an emergency department now (class EMER, going on)."""
+    if res.get("status") not in _ENCOUNTER_NOW or not m.about_patient(res.get("subject")):
+        return False
+    klass = res.get("class")
+    # R4/R4B: class is one Coding; R5: a list of CodeableConcepts.
+    codings = [klass] if isinstance(klass, Mapping) and "code" in klass else _codings(klass)
+    return any(c.get("system") == ACT_CODE and c.get("code") == "EMER" for c in codings)
+
+
+def _map_emergency(m: _Mapper, encounters: Sequence[str]) -> None:
+    """An emergency visit going on now makes it an emergency, whatever an order's priority says."""
+    if encounters:
+        m.set(
+            "treatment.urgency",
+            "emergency",
+            f"{encounters[0]}.class",
+            "an emergency department visit is going on now (class EMER, status arrived, triaged or in progress)",
+        )
+
+
 # --------------------------------------------------------------------------- coverage
 
 
@@ -859,6 +918,9 @@ _MAPPED_TYPES = frozenset(
     {"Patient", "Condition", "ServiceRequest", "Procedure", "Coverage", "MedicationRequest", "CarePlan"}
 )
 _TREATMENT_TYPES = frozenset({"ServiceRequest", "Procedure", "MedicationRequest", "CarePlan"})
+# Counted mapped or ignored in the summary; an Encounter is read (and validated) only when it is an
+# emergency visit going on now, so a Synthea record's hundreds of past visits cost nothing.
+_SUMMARY_TYPES = _MAPPED_TYPES | {"Encounter"}
 
 
 def _summary(
@@ -867,7 +929,7 @@ def _summary(
     counts: dict[str, dict[str, int]] = {}
     for path, _url, res in resources:
         name = type_name(version, res["resourceType"])
-        if name in _MAPPED_TYPES:
+        if name in _SUMMARY_TYPES:
             own = (path, path + ".", path + "[", path + " ")
             if any(x.fhir_path == path or x.fhir_path.startswith(own[1:]) for x in mapped):
                 status = "mapped"
@@ -896,12 +958,12 @@ def _build(
     focus: str | None = None,
     draft_prefix: str | None = None,
 ) -> FhirCase:
+    m = _Mapper(today=today or dt.date.today(), patient_id=patient_id)
     for path, _url, res in resources:
-        if res["resourceType"] in _MAPPED_TYPES:
+        if res["resourceType"] in _MAPPED_TYPES or (res["resourceType"] == "Encounter" and _emergency_now(m, res)):
             problems.extend(_validate(version, path, res))
     if problems:
         raise FhirError(problems)
-    m = _Mapper(today=today or dt.date.today(), patient_id=patient_id)
 
     patients = [
         _Patient(path, res.get("id") if isinstance(res.get("id"), str) else None, url, res)
@@ -924,6 +986,7 @@ def _build(
 
     treatments: list[_Treatment] = []
     coverages: list[tuple[CoverageKind, str]] = []
+    emergencies: list[str] = []
     for index, (path, _u, res) in enumerate(resources):
         rtype = res["resourceType"]
         if rtype in _TREATMENT_TYPES:
@@ -935,6 +998,8 @@ def _build(
             coverage = _map_coverage(m, path, res)
             if coverage is not None:
                 coverages.append(coverage)
+        elif rtype == "Encounter" and _emergency_now(m, res):
+            emergencies.append(path)
         elif rtype == "OperationOutcome":
             m.skip(path, "an OperationOutcome: the data could not be fetched")
     _map_insured(m, coverages)
@@ -950,6 +1015,7 @@ def _build(
         _map_condition(m, chosen)
     if treatment is not None:
         _map_treatment(m, treatment)
+    _map_emergency(m, emergencies)
 
     try:
         case = load_case(m.case)
@@ -1033,7 +1099,6 @@ def case_from_prefetch(
     if draft_orders is not None:
         resources.extend(_resources(draft_orders, draft_prefix, problems))
     return _build(resources, problems, version, today, patient_id, focus, draft_prefix)
-
 
 
 # --------------------------------------------------------------------------- writing
