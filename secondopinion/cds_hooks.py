@@ -97,6 +97,7 @@ PREFETCH: dict[str, str] = {
     "serviceRequests": "ServiceRequest?patient={{context.patientId}}&status=draft,active",
     "procedures": "Procedure?patient={{context.patientId}}&status=preparation",
     "coverage": "Coverage?patient={{context.patientId}}&status=active",
+    "encounter": "Encounter/{{context.encounterId}}",
 }
 """The FHIR prefetch templates the service asks for (when the fhir extra is installed)."""
 
@@ -437,13 +438,17 @@ def _queries(request: HookRequest, known: Mapping[str, Any]) -> dict[str, str]:
     if request.fhir_server is None or not isinstance(patient_id, str) or not patient_id:
         return {}
     pid = quote(patient_id.removeprefix("Patient/"), safe="")
+    encounter_id = request.context.get("encounterId")
+    eid = quote(encounter_id.removeprefix("Encounter/"), safe="") if isinstance(encounter_id, str) else ""
     has_patient = any(isinstance(v, Mapping) and v.get("resourceType") == "Patient" for v in known.values())
     out = {}
     for key, template in PREFETCH.items():
         if key == "patient" and has_patient:
             continue  # sent under another key (the specification's example calls it patientToGreet)
+        if "{{context.encounterId}}" in template and not eid:
+            continue  # no encounter in the context (patient-view may have none)
         if key not in known or _is_outcome(known[key]):
-            out[key] = template.replace("{{context.patientId}}", pid)
+            out[key] = template.replace("{{context.patientId}}", pid).replace("{{context.encounterId}}", eid)
     return out
 
 

@@ -361,6 +361,8 @@ class _Mapper:
     unmapped: list[Unmapped] = attrs.Factory(list)
     patient: _Patient | None = None
     focus: Focus | None = None
+    medications: dict[str, Mapping[str, Any]] = attrs.Factory(dict)
+    """Medication resources in the data, by each reference that names them (for medicationReference)."""
 
     def set(self, field: str, value: Any, source: str, reason: str | None = None) -> None:
         part, name = field.split(".")
@@ -733,15 +735,47 @@ def _reason_refs(res: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(t for t in (_reference_targets(r) for r in refs) if t is not None)
 
 
-def _medication_concepts(res: Mapping[str, Any]) -> list[tuple[str, Any]]:
+def _medication_concepts(m: _Mapper, res: Mapping[str, Any]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if "medicationCodeableConcept" in res:  # R4 / R4B
         out.append(("medicationCodeableConcept", res["medicationCodeableConcept"]))
     medication = res.get("medication")
     if isinstance(medication, Mapping) and "concept" in medication:  # R5 CodeableReference
         out.append(("medication.concept", medication["concept"]))
+    # A reference to a Medication: contained ("#id", as EHRs often send draft orders) or elsewhere in the data.
+    for element, ref in (("medicationReference", res.get("medicationReference")), ("medication.reference", None)):
+        if ref is None and isinstance(medication, Mapping):
+            ref = medication.get("reference")
+        target = _reference_targets(ref)
+        if target is None:
+            continue
+        found: Mapping[str, Any] | None = None
+        if target.startswith("#"):
+            found = next(
+                (
+                    c
+                    for c in res.get("contained") or []
+                    if isinstance(c, Mapping) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]
+                ),
+                None,
+            )
+        else:
+            found = m.medications.get(target)
+        if found is not None:
+            out.append((element, found.get("code")))
     out.append(("category", res.get("category")))
     return out
+
+
+def _index_medications(m: _Mapper, resources: Sequence[Entry]) -> None:
+    """Each Medication resource under the references that can name it."""
+    for _path, url, res in resources:
+        rid = res.get("id")
+        if res["resourceType"] != "Medication" or not isinstance(rid, str):
+            continue
+        for ref in (f"Medication/{rid}", f"urn:uuid:{rid}", url):
+            if ref is not None:
+                m.medications[ref] = res
 
 
 def _treatment(m: _Mapper, index: int, path: str, res: Mapping[str, Any], draft: bool) -> _Treatment | None:
@@ -756,7 +790,7 @@ def _treatment(m: _Mapper, index: int, path: str, res: Mapping[str, Any], draft:
         m.ignore(path, f"{kind} of another patient: not used")
         return None
     if kind == "MedicationRequest":
-        concepts = _medication_concepts(res)
+        concepts = _medication_concepts(m, res)
     elif kind == "CarePlan":
         concepts = [("category", res.get("category"))]
         for i, activity in enumerate(res.get("activity") or []):
@@ -987,6 +1021,7 @@ def _build(
     treatments: list[_Treatment] = []
     coverages: list[tuple[CoverageKind, str]] = []
     emergencies: list[str] = []
+    _index_medications(m, resources)
     for index, (path, _u, res) in enumerate(resources):
         rtype = res["resourceType"]
         if rtype in _TREATMENT_TYPES:
