@@ -579,9 +579,30 @@ def _choose_condition(
             reason = f"{reason} - {GUESS}"
             m.skip("focus", GUESS)
     m.focus = Focus(chosen.path, reason)
+    author = _author(chosen.res)
     for other in others:
-        m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
+        other_author = _author(other.res)
+        if author is not None and other_author is not None and other_author != author:
+            m.skip(other.path, ANOTHER_AUTHOR)
+        else:
+            m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
     return chosen
+
+
+ANOTHER_AUTHOR = (
+    "another condition, asserted or recorded by someone else than the focus: if it is another doctor's"
+    " view of the same problem, the opinions differ (add it to the case as an opinion)"
+)
+"""The report reason for a Condition not chosen whose asserter (or recorder) is not the focus's."""
+
+
+def _author(res: Mapping[str, Any]) -> str | None:
+    """Who stated the Condition: its asserter, else its recorder (a reference), else None."""
+    for key in ("asserter", "recorder"):
+        target = _reference_targets(res.get(key))
+        if target is not None:
+            return target
+    return None
 
 
 _SEMANTIC_TAG = re.compile(r"\s*\((?:disorder|finding|situation|morphologic abnormality)\)\s*$")

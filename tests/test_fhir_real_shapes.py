@@ -257,3 +257,43 @@ def test_the_command_line_says_when_the_focus_is_a_guess(tmp_path: Path) -> None
     assert "fibrosis" not in result.stderr.casefold()  # paths, never values
     named = run_cli("advise", path, "--today", "2026-11-22", "--focus", "Bundle.entry[1].resource")
     assert named.exit_code == 0 and "guess" not in named.stderr
+
+
+def test_two_clinics_that_disagree_are_named_in_the_report_not_hidden() -> None:
+    data = fixture("uscore-conflicting-diagnoses.json")
+    result = case_from_bundle(data, today=TODAY)
+    cancer, benign = path_of(data, "Malignant neoplasm of breast"), path_of(data, "Fibroadenoma of breast")
+    assert result.focus is not None and result.focus.fhir_path == cancer  # the mastectomy is for it
+    assert result.case.diagnosis.certainty.value == "probable"  # the cancer is provisional
+    other = next(u for u in result.unmapped if u.fhir_path == benign)
+    assert other.category == "not_understood"
+    assert "another doctor's view of the same problem" in other.reason
+    assert result.case.opinions and len(result.case.opinions) == 1  # no conflict is made up from the data
+    assert "seek_second_opinion" in kinds(advise(result))
+
+
+def test_an_r5_emergency_encounter_class_list_is_read_too() -> None:
+    act = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+    data = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"}},
+            {
+                "resource": {
+                    "resourceType": "Encounter",
+                    "id": "e1",
+                    "status": "in-progress",
+                    "class": [{"coding": [{"system": act, "code": "EMER"}]}],
+                    "subject": {"reference": "Patient/p1"},
+                    "actualPeriod": {"start": "2026-11-22T02:00:00Z"},
+                }
+            },
+        ],
+    }
+    result = case_from_bundle(data, fhir_version="R5", today=TODAY)
+    assert result.case.treatment.urgency.value == "emergency"
+    assert result.summary["Encounter"] == {"mapped": 1, "ignored": 0, "not_understood": 0}
+    bad = json.loads(json.dumps(data))
+    bad["entry"][1]["resource"]["status"] = "not-a-status"  # a finished or odd visit is never read
+    assert case_from_bundle(bad, fhir_version="R5", today=TODAY).case.treatment.urgency.value == "unknown"
