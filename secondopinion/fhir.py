@@ -17,8 +17,10 @@ doubt and report everything else:
 * The **focus** Condition (active, not refuted, a diagnosis rather than a
   social finding): an explicit ``focus`` id, else the one the planned
   treatment names as its reason, else the most serious (by
-  severity, else by code), cancer before others, chronic ones last, the most
-  recent, the first. Its severity or code -> ``diagnosis.seriousness``; its
+  severity, else by code; a known-minor one after one of unknown seriousness),
+  cancer before others, then rare or spine, chronic ones last, the most
+  recent, the first; a choice by date alone among unranked codes is reported
+  as a guess. Its severity or code -> ``diagnosis.seriousness``; its
   code -> ``diagnosis.cancer``, ``cancer_type``, ``spine``, ``rare`` and the
   first opinion's ``diagnosis_code``; ``verificationStatus`` ->
   ``diagnosis.certainty``.
@@ -26,6 +28,8 @@ doubt and report everything else:
   progress, MedicationRequest, CarePlan activity) in the surgery,
   chemotherapy or radiation value set -> ``treatment.kind``, ``started``,
   ``urgency`` (request priority) and ``days_to_decide`` (planned date).
+* An emergency Encounter going on now (class EMER; arrived, triaged or in
+  progress) -> ``treatment.urgency`` = emergency.
 * ``Coverage`` (active, in its period): insurance -> ``insurance.insured`` =
   yes; self-pay -> ``patient.pays_out_of_pocket`` = yes, and, when every
   active Coverage is self-pay, ``insurance.insured`` = no.
@@ -170,7 +174,8 @@ class FhirCase:
     ``summary`` counts the resources of each type: ``mapped`` (gave at least
     one case field), ``ignored`` (understood, not relevant) and
     ``not_understood``. Resources of types the mapping never reads (Observation,
-    Encounter, Claim...) are counted there and not listed in ``unmapped``.
+    Claim...) and Encounters other than an emergency visit going on now are
+    counted there and not listed in ``unmapped``.
     ``patient`` is the path of the Patient resource the case is about (None
     when the data holds none, or several and no ``patient_id`` picked one);
     ``patients`` the paths of every Patient resource in the data.
