@@ -430,6 +430,8 @@ class FromRequest:
     """What the FHIR data lacked to give advice (empty when enough was there)."""
     order_treatment: bool = True
     """For order hooks: whether a draft order is a treatment the advice is about."""
+    deceased: bool = False
+    """The FHIR data says the patient has died: no card applies."""
 
 
 def _queries(request: HookRequest, known: Mapping[str, Any]) -> dict[str, str]:
@@ -500,6 +502,14 @@ def case_from_request(
             patient_id=patient_id.removeprefix("Patient/") if isinstance(patient_id, str) else None,
             draft_orders=draft if isinstance(draft, Mapping) else None,
         )
+    except fhir.PatientDeceased as exc:
+        path = exc.path.replace("prefetch.fhirServer.", "fhirServer.")
+        died = {
+            "fhir_path": path,
+            "reason": "the patient has died: no second-opinion advice applies",
+            "category": "ignored",
+        }
+        return FromRequest(Case(), {"summary": {}, "mapped": [], "unmapped": [died]}, deceased=True)
     except fhir.FhirError as exc:
         rebased = [
             p.replace("@ prefetch.fhirServer.", "@ fhirServer.").replace("@ prefetch", "@ $.prefetch")
@@ -565,8 +575,9 @@ def handle(
     except CdsError as exc:
         return exc.status, exc.body()
     extension = {f"{EXTENSION}.fhir-mapping": got.report} if got.report is not None else None
-    if not got.order_treatment:
-        # An order hook whose draft orders hold no surgery, chemotherapy or radiation: nothing to say now.
+    if got.deceased or not got.order_treatment:
+        # A patient who has died, or an order hook whose draft orders hold no surgery, chemotherapy or
+        # radiation: nothing to say now.
         return 200, {"cards": [], **({"extension": extension} if extension else {})}
     if got.missing:
         response: dict[str, Any] = {"cards": [not_enough_data_card(got.missing, hook_instance=request.hook_instance)]}

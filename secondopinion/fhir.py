@@ -90,6 +90,7 @@ __all__ = [
     "FhirVersion",
     "Focus",
     "Mapped",
+    "PatientDeceased",
     "Unmapped",
     "case_from_bundle",
     "case_from_prefetch",
@@ -219,6 +220,19 @@ class FhirError(ValueError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid FHIR data ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class PatientDeceased(FhirError):
+    """The Patient the case is about has died (``Patient.deceased[x]``): no advice about a second opinion applies.
+
+    Valid FHIR, so not "invalid"; a :class:`FhirError` so that every caller that
+    handles FHIR it cannot advise on handles this too. ``path`` names the element.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems = (f"the patient has died: no second-opinion advice applies @ {path}",)
+        ValueError.__init__(self, f"the patient has died ({path}): no second-opinion advice applies")
 
 
 # --------------------------------------------------------------------------- reading helpers
@@ -390,6 +404,14 @@ class _Mapper:
         if target is None or (pid is None and full_url is None):
             return True
         return _points_at(target, "Patient", pid, full_url)
+
+
+def _check_alive(p: _Patient) -> None:
+    """Refuse a Patient who has died (Synthea records a death date for many of its patients)."""
+    if p.resource.get("deceasedBoolean") is True:
+        raise PatientDeceased(f"{p.path}.deceasedBoolean")
+    if "deceasedDateTime" in p.resource:
+        raise PatientDeceased(f"{p.path}.deceasedDateTime")
 
 
 def _map_patient(m: _Mapper, p: _Patient) -> None:
@@ -1039,6 +1061,7 @@ def _build(
         patients = matching
     if len(patients) == 1:
         m.patient = patients[0]
+        _check_alive(patients[0])
         _map_patient(m, patients[0])
     elif len(patients) > 1:
         for p in patients:

@@ -1264,3 +1264,19 @@ def test_order_sign_for_surgery_picks_the_condition_the_order_is_for_among_twent
     assert report["focus"]["fhir_path"] == f"prefetch.conditions.entry[{target}].resource"
     assert report["focus"]["reason"] == "the condition the planned treatment is for (its reason)"
     assert "seek_second_opinion" in topics(response.json())
+
+
+def test_a_patient_who_has_died_gets_no_card(client: Client) -> None:
+    pid, prefetch = prefetch_from_bundle("refused/synthea-deceased.json")
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/example", "patientId": pid},
+        "prefetch": prefetch,
+    }
+    response = client.post(f"/cds-services/{SERVICE_ID}", json=body)
+    assert response.status_code == 200
+    got = response.json()
+    assert got["cards"] == []
+    report = got["extension"]["io.github.secondopinion.fhir-mapping"]
+    assert report["unmapped"][0]["fhir_path"] == "prefetch.patient.deceasedDateTime"

@@ -297,3 +297,21 @@ def test_an_r5_emergency_encounter_class_list_is_read_too() -> None:
     bad = json.loads(json.dumps(data))
     bad["entry"][1]["resource"]["status"] = "not-a-status"  # a finished or odd visit is never read
     assert case_from_bundle(bad, fhir_version="R5", today=TODAY).case.treatment.urgency.value == "unknown"
+
+
+def test_a_patient_who_has_died_gets_no_advice() -> None:
+    from secondopinion.fhir import FhirError, PatientDeceased
+
+    data = fixture("refused/synthea-deceased.json")
+    with pytest.raises(PatientDeceased) as caught:
+        case_from_bundle(data, today=TODAY)
+    assert isinstance(caught.value, FhirError)  # every caller that handles FHIR it cannot advise on handles it
+    assert caught.value.path == "Bundle.entry[0].resource.deceasedDateTime"
+    assert "2026" not in str(caught.value)  # the path, never the date
+    result = run_cli("advise", FIXTURES / "refused/synthea-deceased.json", "--today", "2026-11-22")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "the patient has died" in result.stderr and "invalid" not in result.stderr
+    alive = json.loads(json.dumps(data))
+    del alive["entry"][0]["resource"]["deceasedDateTime"]
+    alive["entry"][0]["resource"]["deceasedBoolean"] = False
+    assert case_from_bundle(alive, today=TODAY).case.diagnosis.cancer.value == "yes"
