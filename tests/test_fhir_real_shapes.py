@@ -315,3 +315,22 @@ def test_a_patient_who_has_died_gets_no_advice() -> None:
     del alive["entry"][0]["resource"]["deceasedDateTime"]
     alive["entry"][0]["resource"]["deceasedBoolean"] = False
     assert case_from_bundle(alive, today=TODAY).case.diagnosis.cancer.value == "yes"
+
+
+def test_a_us_core_sdoh_condition_is_not_a_diagnosis_whatever_its_code() -> None:
+    food = unknown_condition("733423003", "Food insecurity (finding)", "2026-11-01")
+    food["category"] = [
+        {"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-category", "code": "sdoh"}]}
+    ]
+    data = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"}},
+            {"resource": food},
+            {"resource": unknown_condition("59621000", "Essential hypertension (disorder)", "2010-01-01")},
+        ],
+    }
+    result = case_from_bundle(data, today=TODAY)
+    assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[2].resource"
+    assert reasons(result)["Bundle.entry[1].resource"] == "a social or administrative finding, not a diagnosis: not used"
