@@ -333,4 +333,5 @@ def test_a_us_core_sdoh_condition_is_not_a_diagnosis_whatever_its_code() -> None
     }
     result = case_from_bundle(data, today=TODAY)
     assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[2].resource"
-    assert reasons(result)["Bundle.entry[1].resource"] == "a social or administrative finding, not a diagnosis: not used"
+    social = "a social or administrative finding, not a diagnosis: not used"
+    assert reasons(result)["Bundle.entry[1].resource"] == social
