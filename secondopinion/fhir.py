@@ -607,13 +607,25 @@ def _choose_condition(
             m.skip("focus", GUESS)
     m.focus = Focus(chosen.path, reason)
     author = _author(chosen.res)
+    codes = _code_pairs(chosen.res)
     for other in others:
         other_author = _author(other.res)
-        if author is not None and other_author is not None and other_author != author:
+        if codes & _code_pairs(other.res):
+            m.ignore(other.path, "the same diagnosis recorded again (a code in common with the focus): not used")
+        elif author is not None and other_author is not None and other_author != author:
             m.skip(other.path, ANOTHER_AUTHOR)
         else:
             m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
     return chosen
+
+
+def _code_pairs(res: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (system, normalised code) pairs of a Condition's code."""
+    return {
+        (str(c["system"]), valuesets.normalise(c["code"]))
+        for c in _codings(res.get("code"))
+        if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+    }
 
 
 ANOTHER_AUTHOR = (

@@ -335,3 +335,25 @@ def test_a_us_core_sdoh_condition_is_not_a_diagnosis_whatever_its_code() -> None
     assert result.focus is not None and result.focus.fhir_path == "Bundle.entry[2].resource"
     social = "a social or administrative finding, not a diagnosis: not used"
     assert reasons(result)["Bundle.entry[1].resource"] == social
+
+
+def test_the_same_diagnosis_recorded_twice_by_two_people_is_no_differing_view() -> None:
+    data = fixture("uscore-conflicting-diagnoses.json")
+    conditions = [e for e in data["entry"] if e["resource"]["resourceType"] == "Condition"]
+    cancer = next(e for e in conditions if e["resource"]["code"]["text"].startswith("Breast cancer"))
+    again = json.loads(json.dumps(cancer))
+    again["resource"]["id"] = "again"
+    again["fullUrl"] = "urn:uuid:again"
+    again["resource"]["asserter"] = {"reference": "Practitioner/someone-else"}
+    again["resource"]["category"] = [
+        {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}
+            ]
+        }
+    ]
+    data["entry"].append(again)
+    result = case_from_bundle(data, today=TODAY)
+    why = reasons(result)
+    assert why[f"Bundle.entry[{len(data['entry']) - 1}].resource"].startswith("the same diagnosis recorded again")
+    assert "another doctor's view" in why[path_of(data, "Fibroadenoma of breast")]
