@@ -97,6 +97,7 @@ PREFETCH: dict[str, str] = {
     "serviceRequests": "ServiceRequest?patient={{context.patientId}}&status=draft,active",
     "procedures": "Procedure?patient={{context.patientId}}&status=preparation",
     "coverage": "Coverage?patient={{context.patientId}}&status=active",
+    "encounter": "Encounter/{{context.encounterId}}",
 }
 """The FHIR prefetch templates the service asks for (when the fhir extra is installed)."""
 
@@ -429,6 +430,8 @@ class FromRequest:
     """What the FHIR data lacked to give advice (empty when enough was there)."""
     order_treatment: bool = True
     """For order hooks: whether a draft order is a treatment the advice is about."""
+    deceased: bool = False
+    """The FHIR data says the patient has died: no card applies."""
 
 
 def _queries(request: HookRequest, known: Mapping[str, Any]) -> dict[str, str]:
@@ -437,13 +440,17 @@ def _queries(request: HookRequest, known: Mapping[str, Any]) -> dict[str, str]:
     if request.fhir_server is None or not isinstance(patient_id, str) or not patient_id:
         return {}
     pid = quote(patient_id.removeprefix("Patient/"), safe="")
+    encounter_id = request.context.get("encounterId")
+    eid = quote(encounter_id.removeprefix("Encounter/"), safe="") if isinstance(encounter_id, str) else ""
     has_patient = any(isinstance(v, Mapping) and v.get("resourceType") == "Patient" for v in known.values())
     out = {}
     for key, template in PREFETCH.items():
         if key == "patient" and has_patient:
             continue  # sent under another key (the specification's example calls it patientToGreet)
+        if "{{context.encounterId}}" in template and not eid:
+            continue  # no encounter in the context (patient-view may have none)
         if key not in known or _is_outcome(known[key]):
-            out[key] = template.replace("{{context.patientId}}", pid)
+            out[key] = template.replace("{{context.patientId}}", pid).replace("{{context.encounterId}}", eid)
     return out
 
 
@@ -495,6 +502,14 @@ def case_from_request(
             patient_id=patient_id.removeprefix("Patient/") if isinstance(patient_id, str) else None,
             draft_orders=draft if isinstance(draft, Mapping) else None,
         )
+    except fhir.PatientDeceased as exc:
+        path = exc.path.replace("prefetch.fhirServer.", "fhirServer.")
+        died = {
+            "fhir_path": path,
+            "reason": "the patient has died: no second-opinion advice applies",
+            "category": "ignored",
+        }
+        return FromRequest(Case(), {"summary": {}, "mapped": [], "unmapped": [died]}, deceased=True)
     except fhir.FhirError as exc:
         rebased = [
             p.replace("@ prefetch.fhirServer.", "@ fhirServer.").replace("@ prefetch", "@ $.prefetch")
@@ -560,8 +575,9 @@ def handle(
     except CdsError as exc:
         return exc.status, exc.body()
     extension = {f"{EXTENSION}.fhir-mapping": got.report} if got.report is not None else None
-    if not got.order_treatment:
-        # An order hook whose draft orders hold no surgery, chemotherapy or radiation: nothing to say now.
+    if got.deceased or not got.order_treatment:
+        # A patient who has died, or an order hook whose draft orders hold no surgery, chemotherapy or
+        # radiation: nothing to say now.
         return 200, {"cards": [], **({"extension": extension} if extension else {})}
     if got.missing:
         response: dict[str, Any] = {"cards": [not_enough_data_card(got.missing, hook_instance=request.hook_instance)]}

@@ -17,8 +17,10 @@ doubt and report everything else:
 * The **focus** Condition (active, not refuted, a diagnosis rather than a
   social finding): an explicit ``focus`` id, else the one the planned
   treatment names as its reason, else the most serious (by
-  severity, else by code), cancer before others, chronic ones last, the most
-  recent, the first. Its severity or code -> ``diagnosis.seriousness``; its
+  severity, else by code; a known-minor one after one of unknown seriousness),
+  cancer before others, then rare or spine, chronic ones last, the most
+  recent, the first; a choice by date alone among unranked codes is reported
+  as a guess. Its severity or code -> ``diagnosis.seriousness``; its
   code -> ``diagnosis.cancer``, ``cancer_type``, ``spine``, ``rare`` and the
   first opinion's ``diagnosis_code``; ``verificationStatus`` ->
   ``diagnosis.certainty``.
@@ -26,6 +28,8 @@ doubt and report everything else:
   progress, MedicationRequest, CarePlan activity) in the surgery,
   chemotherapy or radiation value set -> ``treatment.kind``, ``started``,
   ``urgency`` (request priority) and ``days_to_decide`` (planned date).
+* An emergency Encounter going on now (class EMER; arrived, triaged or in
+  progress) -> ``treatment.urgency`` = emergency.
 * ``Coverage`` (active, in its period): insurance -> ``insurance.insured`` =
   yes; self-pay -> ``patient.pays_out_of_pocket`` = yes, and, when every
   active Coverage is self-pay, ``insurance.insured`` = no.
@@ -86,6 +90,7 @@ __all__ = [
     "FhirVersion",
     "Focus",
     "Mapped",
+    "PatientDeceased",
     "Unmapped",
     "case_from_bundle",
     "case_from_prefetch",
@@ -105,6 +110,8 @@ VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 SELF_PAY_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
 UCUM = "http://unitsofmeasure.org"
+US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 # SNOMED CT severity qualifiers -> Diagnosis.seriousness (the Condition.severity value set, plus
 # 442452003 "Life threatening severity").
@@ -168,7 +175,8 @@ class FhirCase:
     ``summary`` counts the resources of each type: ``mapped`` (gave at least
     one case field), ``ignored`` (understood, not relevant) and
     ``not_understood``. Resources of types the mapping never reads (Observation,
-    Encounter, Claim...) are counted there and not listed in ``unmapped``.
+    Claim...) and Encounters other than an emergency visit going on now are
+    counted there and not listed in ``unmapped``.
     ``patient`` is the path of the Patient resource the case is about (None
     when the data holds none, or several and no ``patient_id`` picked one);
     ``patients`` the paths of every Patient resource in the data.
@@ -212,6 +220,19 @@ class FhirError(ValueError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid FHIR data ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class PatientDeceased(FhirError):
+    """The Patient the case is about has died (``Patient.deceased[x]``): no advice about a second opinion applies.
+
+    Valid FHIR, so not "invalid"; a :class:`FhirError` so that every caller that
+    handles FHIR it cannot advise on handles this too. ``path`` names the element.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems = (f"the patient has died: no second-opinion advice applies @ {path}",)
+        ValueError.__init__(self, f"the patient has died ({path}): no second-opinion advice applies")
 
 
 # --------------------------------------------------------------------------- reading helpers
@@ -359,6 +380,8 @@ class _Mapper:
     unmapped: list[Unmapped] = attrs.Factory(list)
     patient: _Patient | None = None
     focus: Focus | None = None
+    medications: dict[str, Mapping[str, Any]] = attrs.Factory(dict)
+    """Medication resources in the data, by each reference that names them (for medicationReference)."""
 
     def set(self, field: str, value: Any, source: str, reason: str | None = None) -> None:
         part, name = field.split(".")
@@ -381,6 +404,14 @@ class _Mapper:
         if target is None or (pid is None and full_url is None):
             return True
         return _points_at(target, "Patient", pid, full_url)
+
+
+def _check_alive(p: _Patient) -> None:
+    """Refuse a Patient who has died (Synthea records a death date for many of its patients)."""
+    if p.resource.get("deceasedBoolean") is True:
+        raise PatientDeceased(f"{p.path}.deceasedBoolean")
+    if "deceasedDateTime" in p.resource:
+        raise PatientDeceased(f"{p.path}.deceasedDateTime")
 
 
 def _map_patient(m: _Mapper, p: _Patient) -> None:
@@ -413,16 +444,25 @@ def _condition_usable(m: _Mapper, path: str, res: Mapping[str, Any]) -> bool:
     if clinical in ("inactive", "resolved", "remission"):
         m.ignore(path, "condition not active: not used")
         return False
+    if "clinicalStatus" not in res and any(key.startswith("abatement") for key in res):
+        # FHIR's con-4: a Condition that has ended is not active, whether or not its status says so.
+        m.ignore(path, "condition not active (it has an end date): not used")
+        return False
     if not m.about_patient(res.get("subject")):
         m.ignore(path, "condition of another patient: not used")
         return False
-    if valuesets.load("not-a-diagnosis").match_codings(_codings(res.get("code"))) is not None:
+    if valuesets.load("not-a-diagnosis").match_codings(_codings(res.get("code"))) is not None or _has_code(
+        res.get("category"), US_CORE_CATEGORY, "sdoh"
+    ):
         m.ignore(path, "a social or administrative finding, not a diagnosis: not used")
         return False
     return True
 
 
-_CONDITION_SETS = ("cancer", "life-threatening", "serious", "spine", "rare", "chronic")
+_CONDITION_SETS = ("cancer", "life-threatening", "serious", "spine", "rare", "chronic", "minor")
+# How the focus ranks seriousness: a condition known to be minor comes after one whose seriousness is
+# not known (its code may be in no value set and still be grave), which comes after moderate ones.
+_FOCUS_RANK = {"minor": 0, None: 1, "moderate": 2, "serious": 3, "life_threatening": 4}
 _CODE_SYSTEMS = {SNOMED: "snomed", ICD10CM: "icd10cm"}
 _CODE_SHAPES = {"snomed": re.compile(r"[1-9][0-9]{5,17}"), "icd10cm": re.compile(r"[A-Z][0-9][0-9A-Z]{1,5}")}
 
@@ -452,10 +492,11 @@ class _Condition:
         ranked = [s for s in implied if s is not None]
         return max(ranked, key=lambda s: _SEVERITY_RANK[s], default=None)
 
-    def key(self) -> tuple[int, int, int, dt.date, int]:
-        """Most serious first, cancer before others, chronic last, most recent, first in the data."""
-        serious = _SEVERITY_RANK.get(self.seriousness or "", -1)
-        return (serious, "cancer" in self.matches, "chronic" not in self.matches, self.recorded, -self.index)
+    def key(self) -> tuple[int, int, int, int, dt.date, int]:
+        """Most serious first (known-minor last), cancer first, then rare or spine, chronic last, most recent, first."""
+        serious = _FOCUS_RANK[self.seriousness]
+        special = "rare" in self.matches or "spine" in self.matches
+        return (serious, "cancer" in self.matches, special, "chronic" not in self.matches, self.recorded, -self.index)
 
 
 FOCUS_NAMED = "the focus condition named by the caller"
@@ -464,6 +505,7 @@ FOCUS_NAMED = "the focus condition named by the caller"
 _KEY_REASONS = (
     "the most serious active condition (by its severity or its code)",
     "cancer comes before other conditions",
+    "a rare disease or spine problem comes before other conditions",
     "other conditions come before common chronic ones",
     "the most recent active condition",
     "the first active condition in the data (the others are no more serious, nor more recent)",
@@ -498,14 +540,29 @@ def _condition(index: int, path: str, full_url: str | None, res: Mapping[str, An
     return _Condition(index, path, full_url, res, matches, severity, _recorded(res))
 
 
-def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> str:
+_BY_DATE = 4  # the position in the key from which the choice is by date and order, not by code
+
+
+def _focus_reason(chosen: _Condition, others: Sequence[_Condition]) -> tuple[str, bool]:
+    """Why this condition was chosen, and whether the choice is a guess.
+
+    A guess: the chosen condition's code is in none of the value sets, and the next one ranks the
+    same by code, so only the dates (or the order in the data) told them apart.
+    """
     if not others:
-        return "the only active condition"
+        return "the only active condition", False
     runner_up = max(others, key=_Condition.key)
     for position, (a, b) in enumerate(zip(chosen.key(), runner_up.key(), strict=True)):
         if a != b:
-            return _KEY_REASONS[position]
-    return _KEY_REASONS[-1]  # pragma: no cover - the index makes every key unique
+            return _KEY_REASONS[position], position >= _BY_DATE and not chosen.matches
+    return _KEY_REASONS[-1], not chosen.matches  # pragma: no cover - the index makes every key unique
+
+
+GUESS = (
+    "a guess: more than one active condition has a code this mapping cannot rank, so the date chose;"
+    " check it, or name the condition (focus)"
+)
+"""The report item (at path ``focus``) when the focus was chosen by date among conditions of unknown codes."""
 
 
 def _is_focus(c: _Condition, focus: str) -> bool:
@@ -544,11 +601,47 @@ def _choose_condition(
     else:
         chosen = max(usable, key=_Condition.key)
         others = [c for c in usable if c is not chosen]
-        reason = _focus_reason(chosen, others)
+        reason, guess = _focus_reason(chosen, others)
+        if guess:
+            reason = f"{reason} - {GUESS}"
+            m.skip("focus", GUESS)
     m.focus = Focus(chosen.path, reason)
+    author = _author(chosen.res)
+    codes = _code_pairs(chosen.res)
     for other in others:
-        m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
+        other_author = _author(other.res)
+        if codes & _code_pairs(other.res):
+            m.ignore(other.path, "the same diagnosis recorded again (a code in common with the focus): not used")
+        elif author is not None and other_author is not None and other_author != author:
+            m.skip(other.path, ANOTHER_AUTHOR)
+        else:
+            m.ignore(other.path, "the case holds one diagnosis: another condition was chosen (see focus)")
     return chosen
+
+
+def _code_pairs(res: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (system, normalised code) pairs of a Condition's code."""
+    return {
+        (str(c["system"]), valuesets.normalise(c["code"]))
+        for c in _codings(res.get("code"))
+        if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+    }
+
+
+ANOTHER_AUTHOR = (
+    "another condition, asserted or recorded by someone else than the focus: if it is another doctor's"
+    " view of the same problem, the opinions differ (add it to the case as an opinion)"
+)
+"""The report reason for a Condition not chosen whose asserter (or recorder) is not the focus's."""
+
+
+def _author(res: Mapping[str, Any]) -> str | None:
+    """Who stated the Condition: its asserter, else its recorder (a reference), else None."""
+    for key in ("asserter", "recorder"):
+        target = _reference_targets(res.get(key))
+        if target is not None:
+            return target
+    return None
 
 
 _SEMANTIC_TAG = re.compile(r"\s*\((?:disorder|finding|situation|morphologic abnormality)\)\s*$")
@@ -610,7 +703,7 @@ def _not_cancer(m: _Mapper, c: _Condition, where: str) -> None:
         else:
             m.set("diagnosis.cancer", "no", where)
         return
-    if any(vs in c.matches and c.matches[vs].by == "code" for vs in ("spine", "rare", "serious", "chronic")):
+    if any(vs in c.matches and c.matches[vs].by == "code" for vs in ("spine", "rare", "serious", "chronic", "minor")):
         m.set("diagnosis.cancer", "no", where)
         return
     if "code" in c.res:
@@ -702,15 +795,47 @@ def _reason_refs(res: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(t for t in (_reference_targets(r) for r in refs) if t is not None)
 
 
-def _medication_concepts(res: Mapping[str, Any]) -> list[tuple[str, Any]]:
+def _medication_concepts(m: _Mapper, res: Mapping[str, Any]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if "medicationCodeableConcept" in res:  # R4 / R4B
         out.append(("medicationCodeableConcept", res["medicationCodeableConcept"]))
     medication = res.get("medication")
     if isinstance(medication, Mapping) and "concept" in medication:  # R5 CodeableReference
         out.append(("medication.concept", medication["concept"]))
+    # A reference to a Medication: contained ("#id", as EHRs often send draft orders) or elsewhere in the data.
+    for element, ref in (("medicationReference", res.get("medicationReference")), ("medication.reference", None)):
+        if ref is None and isinstance(medication, Mapping):
+            ref = medication.get("reference")
+        target = _reference_targets(ref)
+        if target is None:
+            continue
+        found: Mapping[str, Any] | None = None
+        if target.startswith("#"):
+            found = next(
+                (
+                    c
+                    for c in res.get("contained") or []
+                    if isinstance(c, Mapping) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]
+                ),
+                None,
+            )
+        else:
+            found = m.medications.get(target)
+        if found is not None:
+            out.append((element, found.get("code")))
     out.append(("category", res.get("category")))
     return out
+
+
+def _index_medications(m: _Mapper, resources: Sequence[Entry]) -> None:
+    """Each Medication resource under the references that can name it."""
+    for _path, url, res in resources:
+        rid = res.get("id")
+        if res["resourceType"] != "Medication" or not isinstance(rid, str):
+            continue
+        for ref in (f"Medication/{rid}", f"urn:uuid:{rid}", url):
+            if ref is not None:
+                m.medications[ref] = res
 
 
 def _treatment(m: _Mapper, index: int, path: str, res: Mapping[str, Any], draft: bool) -> _Treatment | None:
@@ -725,7 +850,7 @@ def _treatment(m: _Mapper, index: int, path: str, res: Mapping[str, Any], draft:
         m.ignore(path, f"{kind} of another patient: not used")
         return None
     if kind == "MedicationRequest":
-        concepts = _medication_concepts(res)
+        concepts = _medication_concepts(m, res)
     elif kind == "CarePlan":
         concepts = [("category", res.get("category"))]
         for i, activity in enumerate(res.get("activity") or []):
@@ -779,6 +904,34 @@ def _map_treatment(m: _Mapper, chosen: _Treatment) -> None:
             m.skip(f"{chosen.path}.{key}", "planned date is not in the future: time to decide left unknown")
         else:
             m.set("treatment.days_to_decide", min((span[0] - m.today).days, MAX_DAYS), f"{chosen.path}.{key}")
+
+
+# --------------------------------------------------------------------------- emergency encounter
+
+
+# Encounter statuses that mean the visit is going on now: R4/R4B (arrived, triaged, in-progress) and R5.
+_ENCOUNTER_NOW = frozenset({"arrived", "triaged", "in-progress"})
+
+
+def _emergency_now(m: _Mapper, res: Mapping[str, Any]) -> bool:
+    """Whether an Encounter says the patient is in an emergency department now (class EMER, going on)."""
+    if res.get("status") not in _ENCOUNTER_NOW or not m.about_patient(res.get("subject")):
+        return False
+    klass = res.get("class")
+    # R4/R4B: class is one Coding; R5: a list of CodeableConcepts.
+    codings = [klass] if isinstance(klass, Mapping) and "code" in klass else _codings(klass)
+    return any(c.get("system") == ACT_CODE and c.get("code") == "EMER" for c in codings)
+
+
+def _map_emergency(m: _Mapper, encounters: Sequence[str]) -> None:
+    """An emergency visit going on now makes it an emergency, whatever an order's priority says."""
+    if encounters:
+        m.set(
+            "treatment.urgency",
+            "emergency",
+            f"{encounters[0]}.class",
+            "an emergency department visit is going on now (class EMER, status arrived, triaged or in progress)",
+        )
 
 
 # --------------------------------------------------------------------------- coverage
@@ -859,6 +1012,9 @@ _MAPPED_TYPES = frozenset(
     {"Patient", "Condition", "ServiceRequest", "Procedure", "Coverage", "MedicationRequest", "CarePlan"}
 )
 _TREATMENT_TYPES = frozenset({"ServiceRequest", "Procedure", "MedicationRequest", "CarePlan"})
+# Counted mapped or ignored in the summary; an Encounter is read (and validated) only when it is an
+# emergency visit going on now, so a Synthea record's hundreds of past visits cost nothing.
+_SUMMARY_TYPES = _MAPPED_TYPES | {"Encounter"}
 
 
 def _summary(
@@ -867,7 +1023,7 @@ def _summary(
     counts: dict[str, dict[str, int]] = {}
     for path, _url, res in resources:
         name = type_name(version, res["resourceType"])
-        if name in _MAPPED_TYPES:
+        if name in _SUMMARY_TYPES:
             own = (path, path + ".", path + "[", path + " ")
             if any(x.fhir_path == path or x.fhir_path.startswith(own[1:]) for x in mapped):
                 status = "mapped"
@@ -896,12 +1052,12 @@ def _build(
     focus: str | None = None,
     draft_prefix: str | None = None,
 ) -> FhirCase:
+    m = _Mapper(today=today or dt.date.today(), patient_id=patient_id)
     for path, _url, res in resources:
-        if res["resourceType"] in _MAPPED_TYPES:
+        if res["resourceType"] in _MAPPED_TYPES or (res["resourceType"] == "Encounter" and _emergency_now(m, res)):
             problems.extend(_validate(version, path, res))
     if problems:
         raise FhirError(problems)
-    m = _Mapper(today=today or dt.date.today(), patient_id=patient_id)
 
     patients = [
         _Patient(path, res.get("id") if isinstance(res.get("id"), str) else None, url, res)
@@ -917,6 +1073,7 @@ def _build(
         patients = matching
     if len(patients) == 1:
         m.patient = patients[0]
+        _check_alive(patients[0])
         _map_patient(m, patients[0])
     elif len(patients) > 1:
         for p in patients:
@@ -924,6 +1081,8 @@ def _build(
 
     treatments: list[_Treatment] = []
     coverages: list[tuple[CoverageKind, str]] = []
+    emergencies: list[str] = []
+    _index_medications(m, resources)
     for index, (path, _u, res) in enumerate(resources):
         rtype = res["resourceType"]
         if rtype in _TREATMENT_TYPES:
@@ -935,6 +1094,8 @@ def _build(
             coverage = _map_coverage(m, path, res)
             if coverage is not None:
                 coverages.append(coverage)
+        elif rtype == "Encounter" and _emergency_now(m, res):
+            emergencies.append(path)
         elif rtype == "OperationOutcome":
             m.skip(path, "an OperationOutcome: the data could not be fetched")
     _map_insured(m, coverages)
@@ -950,6 +1111,7 @@ def _build(
         _map_condition(m, chosen)
     if treatment is not None:
         _map_treatment(m, treatment)
+    _map_emergency(m, emergencies)
 
     try:
         case = load_case(m.case)
@@ -1033,7 +1195,6 @@ def case_from_prefetch(
     if draft_orders is not None:
         resources.extend(_resources(draft_orders, draft_prefix, problems))
     return _build(resources, problems, version, today, patient_id, focus, draft_prefix)
-
 
 
 # --------------------------------------------------------------------------- writing

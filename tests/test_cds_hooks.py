@@ -159,7 +159,7 @@ def test_discovery_document(client: Client) -> None:
     for service in services:
         assert service["title"] and service["description"]
         assert service["prefetch"] == PREFETCH
-        assert all("{{context.patientId}}" in t for t in service["prefetch"].values())
+        assert all("{{context.patientId}}" in t or "{{context.encounterId}}" in t for t in service["prefetch"].values())
     assert no_null_or_empty(response.json()) == []
 
 
@@ -982,6 +982,15 @@ class StubFhir:
         self.server.server_close()
 
 
+OFFICE_VISIT = {
+    "resourceType": "Encounter",
+    "id": "89284",
+    "status": "in-progress",
+    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+    "subject": {"reference": "Patient/1288992"},
+}
+
+
 def searchset(*resources: dict[str, Any]) -> bytes:
     return json.dumps(
         {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
@@ -998,6 +1007,7 @@ def stub_fhir() -> Iterator[StubFhir]:
         "/fhir/ServiceRequest?patient=1288992&status=draft,active": (200, searchset(surgery)),
         "/fhir/Procedure?patient=1288992&status=preparation": (500, b"oops"),
         "/fhir/Coverage?patient=1288992&status=active": (200, b" " * 50_000 + searchset()),
+        "/fhir/Encounter/89284": (200, json.dumps(OFFICE_VISIT).encode()),
     }
     stub = StubFhir(routes)
     try:
@@ -1130,3 +1140,143 @@ def test_bad_serve_options_are_refused_before_starting(args: list[str], message:
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and message in result.output
     assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- review round 3: real request shapes
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "fhir"
+
+
+def fixture_resources(name: str, rtype: str) -> list[dict[str, Any]]:
+    data = json.loads((FIXTURES / name).read_text("utf-8"))
+    return [e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def emergency_order_sign() -> tuple[dict[str, Any], dict[str, Any]]:
+    """An order-sign request for the bypass surgery of a patient in the ED now, and the ED Encounter."""
+    name = "synthea-emergency-heart-attack.json"
+    pid, prefetch = prefetch_from_bundle(name, {"conditions": "Condition", "coverage": "Coverage"})
+    er = next(e for e in fixture_resources(name, "Encounter") if e["class"]["code"] == "EMER")
+    order = {**fixture_resources(name, "ServiceRequest")[0], "status": "draft"}
+    context = {
+        "userId": "Practitioner/example",
+        "patientId": pid,
+        "encounterId": er["id"],
+        "draftOrders": draft_orders(order),
+    }
+    return {"hook": "order-sign", "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}, er
+
+
+def test_order_sign_in_the_emergency_department_says_get_care_now_and_nothing_that_delays_it(client: Client) -> None:
+    body, er = emergency_order_sign()
+    # Without the Encounter the service cannot know; the discovery document asks for it.
+    assert PREFETCH["encounter"] == "Encounter/{{context.encounterId}}"
+    body["prefetch"]["encounter"] = er
+    response = client.post(f"/cds-services/{SERVICE_ID}-order-sign", json=body)
+    assert response.status_code == 200
+    got = response.json()
+    assert topics(got)[0] == "get_care_now"
+    assert got["cards"][0]["indicator"] == "critical"
+    assert not {"seek_second_opinion", "act_quickly", "set_deadline"} & set(topics(got))
+    fields = {
+        m["case_field"]: m["fhir_path"] for m in got["extension"]["io.github.secondopinion.fhir-mapping"]["mapped"]
+    }
+    assert fields["treatment.urgency"] == "prefetch.encounter.class"
+
+
+def test_the_emergency_encounter_is_fetched_when_the_client_did_not_prefetch_it() -> None:
+    from secondopinion.service import fhir_fetcher
+
+    body, er = emergency_order_sign()
+    pid = body["context"]["patientId"]
+    routes = {f"/fhir/Encounter/{er['id']}": (200, json.dumps(er).encode())}
+    routes[f"/fhir/ServiceRequest?patient={pid}&status=draft,active"] = (200, searchset())
+    routes[f"/fhir/Procedure?patient={pid}&status=preparation"] = (200, searchset())
+    stub = StubFhir(routes)
+    try:
+        body["fhirServer"] = stub.url
+        c = Client(create_app(fetcher=fhir_fetcher(max_bytes=200_000)))
+        response = c.post(f"/cds-services/{SERVICE_ID}-order-sign", json=body)
+    finally:
+        stub.close()
+    assert response.status_code == 200
+    assert topics(response.json())[0] == "get_care_now"
+
+
+def test_order_select_of_chemotherapy_named_by_a_contained_medication_gets_cards(client: Client) -> None:
+    pid, prefetch = prefetch_from_bundle("synthea-child-leukemia.json")
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "vincristine-1",
+        "status": "draft",
+        "intent": "order",
+        "contained": [
+            {
+                "resourceType": "Medication",
+                "id": "med1",
+                "code": {
+                    "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "11202"}],
+                    "text": "vincristine",
+                },
+            }
+        ],
+        "medicationReference": {"reference": "#med1"},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
+    context = {
+        "userId": "Practitioner/example",
+        "patientId": pid,
+        "selections": ["MedicationRequest/vincristine-1"],
+        "draftOrders": draft_orders(order),
+    }
+    body = {"hook": "order-select", "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}
+    response = client.post(f"/cds-services/{SERVICE_ID}-order-select", json=body)
+    assert response.status_code == 200
+    got = response.json()
+    assert got["cards"], "a chemotherapy order named through a contained Medication was not recognised"
+    fields = {
+        m["case_field"]: m["fhir_path"] for m in got["extension"]["io.github.secondopinion.fhir-mapping"]["mapped"]
+    }
+    assert fields["treatment.kind"].startswith("context.draftOrders.entry[0].resource.medicationReference")
+    assert fields["patient.age_group"].startswith("prefetch.patient")
+
+
+def test_order_sign_for_surgery_picks_the_condition_the_order_is_for_among_twenty(client: Client) -> None:
+    pid, prefetch = prefetch_from_bundle("synthea-buried-cancer.json")
+    conditions = prefetch["conditions"]["entry"]
+    assert len(conditions) >= 20
+    target = next(i for i, e in enumerate(conditions) if e["resource"]["code"]["text"].startswith("Malignant"))
+    order = {
+        "resourceType": "ServiceRequest",
+        "id": "whipple-1",
+        "status": "draft",
+        "intent": "original-order",
+        "category": [{"coding": [{"system": SNOMED, "code": "387713003", "display": "Surgical procedure"}]}],
+        "code": {"coding": [{"system": SNOMED, "code": "116028008", "display": "Pancreaticoduodenectomy"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "reasonReference": [{"reference": f"Condition/{conditions[target]['resource']['id']}"}],
+    }
+    context = {"userId": "Practitioner/example", "patientId": pid, "draftOrders": draft_orders(order)}
+    body = {"hook": "order-sign", "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}
+    response = client.post(f"/cds-services/{SERVICE_ID}-order-sign", json=body)
+    assert response.status_code == 200
+    report = response.json()["extension"]["io.github.secondopinion.fhir-mapping"]
+    assert report["focus"]["fhir_path"] == f"prefetch.conditions.entry[{target}].resource"
+    assert report["focus"]["reason"] == "the condition the planned treatment is for (its reason)"
+    assert "seek_second_opinion" in topics(response.json())
+
+
+def test_a_patient_who_has_died_gets_no_card(client: Client) -> None:
+    pid, prefetch = prefetch_from_bundle("refused/synthea-deceased.json")
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/example", "patientId": pid},
+        "prefetch": prefetch,
+    }
+    response = client.post(f"/cds-services/{SERVICE_ID}", json=body)
+    assert response.status_code == 200
+    got = response.json()
+    assert got["cards"] == []
+    report = got["extension"]["io.github.secondopinion.fhir-mapping"]
+    assert report["unmapped"][0]["fhir_path"] == "prefetch.patient.deceasedDateTime"

@@ -70,4 +70,7 @@ def not_used_note(report: Mapping[str, Any], version: str, *, shown: bool) -> st
         f"Read from a FHIR {version} Bundle: {mapped} case field{'s' if mapped != 1 else ''} mapped, "
         f"{unmapped} item{'s' if unmapped != 1 else ''} not used"
     )
-    return line + ("." if shown else "; add --mapping to see each with its FHIR path.")
+    line += "." if shown else "; add --mapping to see each with its FHIR path."
+    if any(u["fhir_path"] == "focus" and str(u["reason"]).startswith("a guess") for u in report["unmapped"]):
+        line += " The condition the advice is about was chosen by date, a guess: name the right one with --focus."
+    return line
