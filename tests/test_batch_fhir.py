@@ -268,3 +268,15 @@ def test_chunks_close_at_a_byte_budget_too() -> None:
     chunks = list(_chunks(read_records(io.BytesIO(data)), 4, _Counts(), max_bytes=60))
     assert [[n for n, _ in chunk] for chunk, _ in chunks] == [[1, 2, 3], [4, 5, 6]]
     assert sum(covered for _, covered in chunks) == len(data)
+
+
+def test_a_patient_who_has_died_is_an_error_line_that_says_so_not_invalid_data() -> None:
+    deceased = FIXTURES / "refused" / "synthea-deceased.json"
+    data = json.dumps(_fixture(deceased)).encode() + b"\n" + json.dumps(_fixture(COLON)).encode() + b"\n"
+    out, errors = io.StringIO(), io.StringIO()
+    summary = run_batch(io.BytesIO(data), out, errors, workers=1, bundles=BundleSpec(TODAY))
+    assert (summary.records, summary.results, summary.errors) == (2, 1, 1)
+    (error,) = [json.loads(line) for line in errors.getvalue().splitlines()]
+    assert error["line"] == 1 and error["error"] == "fhir_error"
+    assert error["message"] == "the patient has died: no second-opinion advice applies"
+    assert error["problems"] and all("@ Bundle.entry" in p for p in error["problems"])
