@@ -363,11 +363,16 @@ def _flush_actions(
     handle = ruleset._handle
     content = _durable.Content(state)
     written: dict[str, Any] | None = None
+    call: _Call | None = None  # one per loop: this adapter's actions keep no reference to it
     while "message" in result_container:
         ((action_name, message),) = result_container.pop("message").items()
         promise = ruleset._actions[action_name]
         if promise._sync and promise._next is None:
-            call = _Call(ruleset, content, message, state_offset)
+            if call is None:
+                call = _Call(ruleset, content, message, state_offset)
+            else:
+                call._m = message
+                call._start = _durable._unix_now()  # each action has its own lease
             try:
                 promise._func(call)
             except BaseException:
@@ -527,7 +532,16 @@ def _check_attributes(fact: Mapping[str, Any], where: str) -> None:
                 f"{where} has a key that is empty, not a string or reserved"
                 + (f" ({key!r})" if isinstance(key, str) else "")
             )
-        if _value_ok(value):
+        kind = type(value)  # the common exact types inline: this runs for every attribute of every fact
+        if kind is str:
+            if len(value) <= MAX_STRING_LENGTH:
+                continue
+        elif kind is bool:
+            continue
+        elif kind is int:
+            if _INT64_MIN <= value <= _INT64_MAX:
+                continue
+        elif _value_ok(value):
             continue
         if isinstance(value, (list, tuple)) and all(_value_ok(item) for item in value):
             continue
