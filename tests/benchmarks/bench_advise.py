@@ -399,6 +399,66 @@ def bench_batch(count: int, rounds: int = 3) -> dict[str, Any]:
     return out
 
 
+def scaling_child(kind: str, count: int) -> None:
+    """In a fresh process: get ready, wait for ``go`` on stdin, run ``count`` cases, print the seconds."""
+    cases = list(random_cases(count, seed=SEED + 2))
+    run: Callable[[Any], Any]
+    items: Sequence[Any]
+    if kind == "advise":
+        run, items = secondopinion.default_advisor().advise, cases
+    else:
+        run, items = raw_runner(chaining=True), captured_posts(cases)
+    for item in items[:200]:  # warm: the first calls fill caches
+        run(item)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    gc.disable()
+    start = time.perf_counter()
+    for item in items:
+        run(item)
+    print(time.perf_counter() - start, flush=True)
+
+
+def _independent_rate(kind: str, processes: int, count: int) -> float:
+    """Cases per second of ``processes`` independent processes started together (total / slowest)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--scaling-child", kind, str(count)]
+    children = [
+        subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        walls = [float(child.stdout.readline()) for child in children if child.stdout is not None]
+    finally:
+        for child in children:
+            child.wait(timeout=600)
+    return processes * count / max(walls)
+
+
+def bench_ceiling(count: int, rounds: int = 3) -> dict[str, Any]:
+    """What this machine gives ``N`` independent processes doing the same work: the batch's ceiling.
+
+    The same cases in ``N`` = every core processes at once, against one alone, alternating,
+    medians of ``rounds``: ``advise()`` in a loop, and raw durable-rules with chaining actions
+    (the baseline). No pipes, no parent, no start-up: if these do not scale linearly, the cores
+    (shared caches and memory, or a host that shares them) are the limit, not the batch.
+    """
+    cores = available_cores()
+    out: dict[str, Any] = {"cases": count, "rounds": rounds, "processes": cores}
+    for kind in ("advise", "raw_chaining"):
+        rates: dict[int, list[float]] = {1: [], cores: []}
+        for n in range(rounds):
+            for procs in (1, cores) if n % 2 == 0 else (cores, 1):
+                rates[procs].append(_independent_rate(kind, procs, count))
+        one, every = statistics.median(rates[1]), statistics.median(rates[cores])
+        out[kind] = {"one": one, "every": every, "scaling": every / one}
+    return out
+
+
 def _rss_mb() -> float:
     import psutil
 
@@ -690,6 +750,22 @@ def report(results: Mapping[str, Any]) -> Iterator[str]:
             f"  scaling on {b['all_cores']['workers']} cores: {b['scaling']:.2f}x end to end, "
             f"{b['steady_scaling']:.2f}x steady"
         )
+        c = b.get("ceiling")
+        if c:
+            yield (
+                f"  the machine's own scaling (independent processes, {c['cases']} cases each, "
+                f"median of {c['rounds']}; no batch):"
+            )
+            for kind, label in (("advise", "advise() in a loop"), ("raw_chaining", "raw durable, chaining")):
+                k = c[kind]
+                yield (
+                    f"    {label:22} 1 process {k['one']:6.0f} cases/s; {c['processes']} at once "
+                    f"{k['every']:6.0f} cases/s ({k['scaling']:.2f}x)"
+                )
+            yield (
+                f"  batch steady scaling / advise() loop scaling: "
+                f"{b['steady_scaling'] / c['advise']['scaling']:.0%} of what the cores allow"
+            )
     r = results.get("rss")
     if r:
         first, total = r["first"], r["total"]
@@ -747,10 +823,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--profile", action="store_true", help="print where advise() spends its time (cProfile) and stop"
     )
     parser.add_argument("--rss-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--scaling-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.rss_child:
         print(json.dumps(rss_child(*args.rss_child)))
+        return
+    if args.scaling_child:
+        scaling_child(args.scaling_child[0], int(args.scaling_child[1]))
         return
     global _clock_name
     _clock_name = args.clock
@@ -769,6 +849,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "batch" not in args.skip:
         before = load_average()
         results["batch"] = bench_batch(3000 if args.quick else 20000, rounds=1 if args.quick else 3)
+        results["batch"]["ceiling"] = bench_ceiling(1000 if args.quick else 4000, rounds=1 if args.quick else 3)
         results["batch"]["load"] = (before[0], load_average()[0])
     if "rss" not in args.skip:
         results["rss"] = bench_rss(2000, 20000) if args.quick else bench_rss(10000, 200000)
