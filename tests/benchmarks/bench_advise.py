@@ -402,12 +402,11 @@ def bench_batch(count: int, rounds: int = 3) -> dict[str, Any]:
 def scaling_child(kind: str, count: int) -> None:
     """In a fresh process: get ready, wait for ``go`` on stdin, run ``count`` cases, print the seconds."""
     cases = list(random_cases(count, seed=SEED + 2))
-    run: Callable[[Any], Any]
-    items: Sequence[Any]
-    if kind == "advise":
-        run, items = secondopinion.default_advisor().advise, cases
-    else:
-        run, items = raw_runner(chaining=True), captured_posts(cases)
+    run: Callable[[Any], Any] = secondopinion.default_advisor().advise
+    items: Sequence[Any] = cases
+    if kind != "advise":
+        run = raw_runner(chaining=True)
+        items = captured_posts(cases)
     for item in items[:200]:  # warm: the first calls fill caches
         run(item)
     print("ready", flush=True)
