@@ -132,8 +132,14 @@ def _kind_fields(cls: type[Recommendation]) -> tuple[tuple[str, Any, Any], ...]:
     return tuple(out)
 
 
-_Member = tuple[tuple[int, int, tuple[tuple[str, str], ...]], _Prepared, Derivation, Mapping[str, Any]]
-"""One recommendation of a kind before merging: its sort key, its rule's prepared part, its derivation, its fields."""
+_Member = tuple[int, int, _Prepared, Derivation, Mapping[str, Any]]
+"""One recommendation of a kind before merging: its priority's rank, its rule's place in the rulebook,
+its rule's prepared part, its derivation, its fields."""
+
+
+def _member_key(member: _Member) -> tuple[int, int, tuple[tuple[str, str], ...]]:
+    """Most urgent first, then rulebook order, then the (canonical) facts matched."""
+    return (member[0], member[1], tuple(member[3].matched.items()))
 
 
 def _merged(group: list[_Member]) -> Recommendation:
@@ -144,18 +150,18 @@ def _merged(group: list[_Member]) -> Recommendation:
     a rule once per tuple of facts, so no two are equal); the kind's own fields are joined
     by :func:`join_values`.
     """
-    first = group[0][1]
+    first = group[0][2]
     if len(group) == 1:
-        _, prepared, derivation, fields = group[0]
+        _, _, prepared, derivation, fields = group[0]
         return prepared.cls(**prepared.alone, derivation=(derivation,), **fields)
     values: dict[str, Any] = dict(first.common)
     for name in _UNIONED:
-        values[name] = tuple(dict.fromkeys(item for _, prepared, _, _ in group for item in prepared.common[name]))
+        values[name] = tuple(dict.fromkeys(item for member in group for item in member[2].common[name]))
     values["guidance"] = tuple(sorted(values["guidance"]))
-    values["derivation"] = tuple(derivation for _, _, derivation, _ in group)
+    values["derivation"] = tuple(member[3] for member in group)
     for name, default, converter in first.specific:
         column = []
-        for _, _, _, fields in group:
+        for *_, fields in group:
             value = fields.get(name, default)
             column.append(converter(value) if converter is not None and name in fields else value)
         values[name] = join_values(column)
@@ -288,7 +294,10 @@ class Advisor:
         rename = _canonical_fids(trace.session.derived)
         derived = []
         for d in trace.session.derived:
-            derivations = [_renamed(f, rename) for f in d.derivations]
+            if rename:
+                derivations = [_renamed(f, rename) for f in d.derivations]
+            else:
+                derivations = [Derivation.in_order(f.rule_id, f.matched) for f in d.derivations]
             if len(derivations) > 1:
                 derivations.sort(key=lambda x: (x.rule_id, tuple(x.matched.items())))
             derived.append(DerivedFactRecord(rename.get(d.fid, d.fid), d.type, dict(d.attributes), tuple(derivations)))
@@ -304,13 +313,20 @@ class Advisor:
         # the same advice whatever order the engine fired in (merging keeps the first of equals).
         groups: dict[type[Recommendation], list[_Member]] = {}
         for prepared, firing, fields in trace.made:
-            derivation = _renamed(firing, rename)
-            key = (prepared.rank, order.get(firing.rule_id, last), tuple(derivation.matched.items()))
-            groups.setdefault(prepared.cls, []).append((key, prepared, derivation, fields))
+            if rename:
+                derivation = _renamed(firing, rename)
+            else:
+                derivation = Derivation.in_order(firing.rule_id, firing.matched)
+            member = (prepared.rank, order.get(firing.rule_id, last), prepared, derivation, fields)
+            group = groups.get(prepared.cls)
+            if group is None:
+                groups[prepared.cls] = [member]
+            else:
+                group.append(member)
         recs = []
         for group in groups.values():
             if len(group) > 1:
-                group.sort(key=lambda member: member[0])
+                group.sort(key=_member_key)
             recs.append(_merged(group))
         recs.sort(key=sort_key)
         return Advice(recommendations=tuple(recs), derived_facts=tuple(derived), suppressed=suppressed)
