@@ -65,7 +65,7 @@ def test_an_emergency_with_conflicting_opinions_still_leads_with_care() -> None:
 
 
 _EMERGENCY_CARDS = {
-    "get_care_now": {"GET-CARE-NOW", "GET-CARE-NOW-NO-TIME"},
+    "get_care_now": {"GET-CARE-NOW"},
     "gather_records": {"EMERGENCY-RECORDS-LATER"},
     "check_answers": {"CHECK-ANSWERS-URGENCY-DAYS"},
 }
