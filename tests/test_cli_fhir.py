@@ -168,7 +168,7 @@ def test_self_pay_only_patient_gets_no_call_your_insurer_card() -> None:
     result = cli("advise", PROSTATE, "--today", TODAY)
     assert result.exit_code == 0, result.output
     assert "Paying yourself?" in result.stdout
-    assert "Call your insurer" not in result.stdout
+    assert "call your insurer" not in result.stdout.lower()
     report = json.loads(cli("advise", PROSTATE, "-f", "json", "--mapping", "--today", TODAY).stdout)["fhir_mapping"]
     assert {
         "case_field": "insurance.insured",
