@@ -294,10 +294,7 @@ class Advisor:
         rename = _canonical_fids(trace.session.derived)
         derived = []
         for d in trace.session.derived:
-            if rename:
-                derivations = [_renamed(f, rename) for f in d.derivations]
-            else:
-                derivations = [Derivation.in_order(f.rule_id, f.matched) for f in d.derivations]
+            derivations = [_renamed(f, rename) for f in d.derivations]
             if len(derivations) > 1:
                 derivations.sort(key=lambda x: (x.rule_id, tuple(x.matched.items())))
             derived.append(DerivedFactRecord(rename.get(d.fid, d.fid), d.type, dict(d.attributes), tuple(derivations)))
@@ -313,10 +310,7 @@ class Advisor:
         # the same advice whatever order the engine fired in (merging keeps the first of equals).
         groups: dict[type[Recommendation], list[_Member]] = {}
         for prepared, firing, fields in trace.made:
-            if rename:
-                derivation = _renamed(firing, rename)
-            else:
-                derivation = Derivation.in_order(firing.rule_id, firing.matched)
+            derivation = _renamed(firing, rename)
             member = (prepared.rank, order.get(firing.rule_id, last), prepared, derivation, fields)
             group = groups.get(prepared.cls)
             if group is None:
