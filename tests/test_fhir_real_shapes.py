@@ -127,17 +127,26 @@ def unknown_condition(code: str, display: str, onset: str) -> dict[str, Any]:
     }
 
 
-def test_a_focus_chosen_only_by_date_among_unknown_codes_says_it_is_a_guess() -> None:
-    data = {
+def unknown_codes_bundle(*conditions: dict[str, Any]) -> dict[str, Any]:
+    """A patient born in 1960 with Conditions whose codes are in no value set."""
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"}
+    return {
         "resourceType": "Bundle",
         "type": "collection",
-        "entry": [
-            {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"}},
-            {"resource": unknown_condition("28168000", "Idiopathic pulmonary fibrosis (disorder)", "2026-03-01")},
-            {"resource": unknown_condition("126906006", "Neoplasm of prostate (disorder)", "2026-06-01")},
-            {"resource": unknown_condition("444814009", "Viral sinusitis (disorder)", "2026-11-01")},
-        ],
+        "entry": [{"resource": patient}, *({"resource": c} for c in conditions)],
     }
+
+
+FIBROSIS = ("28168000", "Idiopathic pulmonary fibrosis (disorder)", "2026-03-01")
+PROSTATE = ("126906006", "Neoplasm of prostate (disorder)", "2026-06-01")
+
+
+def test_a_focus_chosen_only_by_date_among_unknown_codes_says_it_is_a_guess() -> None:
+    data = unknown_codes_bundle(
+        unknown_condition(*FIBROSIS),
+        unknown_condition(*PROSTATE),
+        unknown_condition("444814009", "Viral sinusitis (disorder)", "2026-11-01"),
+    )
     result = case_from_bundle(data, today=TODAY)
     assert result.focus is not None
     assert result.focus.fhir_path == "Bundle.entry[2].resource"  # the sinusitis is known to be minor: never first
@@ -240,15 +249,7 @@ def test_the_command_line_leads_a_patient_in_the_emergency_department_to_care() 
 
 
 def test_the_command_line_says_when_the_focus_is_a_guess(tmp_path: Path) -> None:
-    data = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"}},
-            {"resource": unknown_condition("28168000", "Idiopathic pulmonary fibrosis (disorder)", "2026-03-01")},
-            {"resource": unknown_condition("126906006", "Neoplasm of prostate (disorder)", "2026-06-01")},
-        ],
-    }
+    data = unknown_codes_bundle(unknown_condition(*FIBROSIS), unknown_condition(*PROSTATE))
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(data), "utf-8")
     result = run_cli("advise", path, "--today", "2026-11-22")
