@@ -451,3 +451,63 @@ def test_cds_card_detail_holds_the_plan_step_and_links_the_rest(path: Path, advi
         assert "see the links on this card" in detail
         assert advice.disclaimer in detail
         assert len(detail) < 1200
+
+
+# --------------------------------------------------------------------------- read as the patient reads it
+
+
+def _plan_of(case: dict[str, Any]) -> Any:
+    return build_plan(default_advisor().advise(case), case, today=TODAY)
+
+
+def test_an_emergency_plan_gives_no_opinion_date_and_keeps_the_rest_for_later() -> None:
+    """Care today: no "0 days to decide", no opinion date after the day to decide, nothing else "now"."""
+    case = {"diagnosis": {"seriousness": "serious"}, "treatment": {"kind": "surgery", "days_to_decide": 0}}
+    plan = _plan_of(case)
+    assert plan.steps[0].title == URGENT_TITLE and plan.steps[0].actions[0].kind == "get_care_now"
+    assert "0 days" not in plan.headline and "day" not in plan.headline
+    assert plan.opinion_by is None and plan.decide_by is None
+    assert all(s.id in (StepId.DECIDE, StepId.THEN) for s in plan.steps)  # no "Do now" beside the emergency
+    assert plan.step_of("gather_records") is plan.step(StepId.THEN)
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert "Do now" not in text and "second opinion by" not in text
+
+
+def test_no_date_to_have_an_opinion_by_when_the_plan_does_not_get_one() -> None:
+    minor = {
+        "diagnosis": {"seriousness": "minor", "certainty": "confirmed"},
+        "treatment": {"kind": "medication", "risk": "low", "days_to_decide": 30},
+        "insurance": {"insured": "yes"},
+    }
+    plan = _plan_of(minor)
+    assert plan.step_of("second_opinion_optional") is not None
+    assert plan.opinion_by is None and plan.decide_by == dt.date(2026, 3, 31)
+    agree = _load(EXAMPLES / "opinions-agree.json")
+    plan = _plan_of(agree)
+    assert plan.opinion_by is None and plan.decide_by is not None
+    text = render(default_advisor().advise(agree), "text", case=agree, today=TODAY, color=False)
+    assert "second opinion by" not in text and "Decide on treatment by" in text
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_with_two_opinions_in_hand_the_date_is_for_the_next_one(fmt: str) -> None:
+    case = _load(EXAMPLES / "conflicting-opinions.json")
+    plan = _plan_of(case)
+    assert plan.opinion_by is not None
+    text = render(default_advisor().advise(case), fmt, case=case, today=TODAY, color=False)
+    assert "second opinion by" not in text
+    assert "Have your next opinion by" in text
+
+
+def test_yes_no_fields_read_as_plain_sentences() -> None:
+    case = {
+        "diagnosis": {"seriousness": "serious", "rare": "yes", "cancer": "no"},
+        "treatment": {"kind": "medication", "started": "no"},
+        "patient": {"travel": "hard"},
+    }
+    plan = _plan_of(case)
+    fields = [f for a in plan.actions for f in a.fields]
+    assert fields and all(v != "yes" for f in fields for v in f.values)
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert ": yes" not in text
+    assert "Keep in mind:" in text
