@@ -14,7 +14,9 @@ top of the table:
   step is then headed :data:`URGENT_TITLE`);
 * the first step holds at most :data:`FIRST_STEP_LIMIT` actions: the rest move,
   in order, to the front of the next step, so nothing is lost (the last step,
-  "once the opinions are in", spills into a "then" step that holds nothing else).
+  "once the opinions are in", spills into a "then" step that holds nothing else);
+* when care is needed now (a :data:`EMERGENCY_KIND` card), every other action
+  waits in the "then" step, and the plan has no dates.
 
 Every recommendation of the advice lands in exactly one step.
 
@@ -23,7 +25,8 @@ without a case, the days a ``set_deadline`` recommendation carries), counted
 from ``today`` (by default :meth:`datetime.date.today`). The second opinion is
 due after about two thirds of that time (as
 :attr:`~secondopinion.recommendations.SetDeadline.get_opinion_within_days`),
-leaving the rest to decide.
+leaving the rest to decide; there is no such date when the plan does not go on
+to get an opinion (a minor problem, or opinions that agree).
 
 A plan holds plain data: no rule ids, fact names or sources. Those stay on the
 recommendations (see :meth:`Plan.recommendation`), for the ``why`` views.
@@ -47,7 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_STEP",
+    "EMERGENCY_KIND",
     "FIRST_STEP_LIMIT",
+    "FLAG_NOTES",
+    "INSURER_TITLE",
+    "INSURER_TITLE_IF_ANY",
     "KIND_STEPS",
     "STEP_TITLES",
     "URGENT_TITLE",
@@ -84,6 +91,10 @@ STEP_TITLES: Mapping[StepId, str] = {
     StepId.THEN: "Then, when you are ready",
 }
 """The heading of each step, in plain words."""
+
+EMERGENCY_KIND = "get_care_now"
+"""The kind of the card that says care cannot wait: with it, the plan has no dates, and every other
+action waits in the "then" step."""
 
 URGENT_TITLE = "Right away"
 """The heading of the first step when a critical action leads it, whatever the step."""
@@ -165,6 +176,21 @@ FIELD_LABELS: Mapping[str, str] = {
     "expect_it_to_take_time": "Expect it to take time",
 }
 
+NOTES_LABEL = "Keep in mind"
+"""The label of the field that gathers an action's yes/no flags as plain sentences."""
+
+FLAG_NOTES: Mapping[str, str] = {
+    "look_beyond_local_area": "You may need to look outside your own area.",
+    "expect_it_to_take_time": "Finding the right doctor can take some time.",
+}
+"""Yes/no fields said as a sentence under :data:`NOTES_LABEL`, instead of a bare "yes"."""
+
+INSURER_TITLE = "Questions to ask your insurer"
+"""The heading of the insurer's questions when the case says the person is insured."""
+
+INSURER_TITLE_IF_ANY = "If you have health insurance, ask your insurer"
+"""The heading of the insurer's questions when the case does not say the person is insured."""
+
 HEADLINE_KINDS: tuple[str, ...] = (
     "seek_second_opinion",
     "resolve_conflict",
@@ -238,13 +264,21 @@ class Plan:
     """The advice as a plan: headline, steps in order, and the questions to bring.
 
     ``decide_by`` is the day to decide on treatment and ``opinion_by`` the day
-    to have the second opinion by; both are None when the case gives no time.
+    to have the second opinion by; both are None when the case gives no time,
+    or when care is needed now. ``opinion_by`` is None, too, when the plan does
+    not go on to get an opinion (nothing to do now, before or at a visit).
+    ``opinion_due`` is the words before that day ("Have the second opinion by",
+    or "Have your next opinion by" when the case already has two or more), and
+    ``insurer_title`` the heading of the insurer's questions, hedged when the
+    case does not say the person is insured.
     """
 
     headline: str
     steps: tuple[PlanStep, ...]
     doctor_questions: tuple[str, ...] = ()
     insurer_questions: tuple[str, ...] = ()
+    opinion_due: str = "Have the second opinion by"
+    insurer_title: str = INSURER_TITLE
     today: dt.date = attrs.field(factory=dt.date.today)
     decide_by: dt.date | None = None
     opinion_by: dt.date | None = None
@@ -314,14 +348,21 @@ def _field_value(value: Any) -> tuple[str, ...] | None:
 
 def _fields(rec: Recommendation) -> tuple[PlanField, ...]:
     out = []
+    notes = []
     for field in rec.specific_fields():
         if field.name in _HIDDEN_FIELDS:
             continue
-        values = _field_value(getattr(rec, field.name))
+        value = getattr(rec, field.name)
+        if value is True and field.name in FLAG_NOTES:
+            notes.append(FLAG_NOTES[field.name])
+            continue
+        values = _field_value(value)
         if values is None:
             continue
         label = FIELD_LABELS.get(field.name, field.name.replace("_", " ").capitalize())
         out.append(PlanField(field.name, label, values))
+    if notes:
+        out.append(PlanField("notes", NOTES_LABEL, tuple(notes)))
     return tuple(out)
 
 
@@ -349,18 +390,32 @@ def _questions(recs: Sequence[Recommendation]) -> tuple[tuple[str, ...], tuple[s
     return tuple(lists["doctor"].values()), tuple(lists["insurer"].values())
 
 
-def _case_facts(case: CaseLike | None) -> tuple[int | None, str | None, str | None]:
-    """Days to decide, treatment kind and whether it started, as the case gives them."""
+@attrs.frozen
+class _CaseFacts:
+    """What the plan takes from the case: days to decide, treatment, whether insured, opinions had."""
+
+    days: int | None = None
+    treatment: str | None = None
+    started: str | None = None
+    insured: str | None = None
+    opinions: int = 0
+
+
+def _case_facts(case: CaseLike | None) -> _CaseFacts:
+    """Days to decide, treatment kind and whether it started, insurance and opinions, as the case gives them."""
     if case is None:
-        return None, None, None
+        return _CaseFacts()
     from .case import load_case
 
     checked = load_case(case)
     treatment = checked.treatment
-    days = treatment.days_to_decide
-    kind = getattr(treatment.kind, "value", None)
-    started = getattr(treatment.started, "value", None)
-    return days, kind, started
+    return _CaseFacts(
+        days=treatment.days_to_decide,
+        treatment=getattr(treatment.kind, "value", None),
+        started=getattr(treatment.started, "value", None),
+        insured=getattr(checked.insurance.insured, "value", None),
+        opinions=len(checked.opinions),
+    )
 
 
 def _plural(n: int, word: str) -> str:
@@ -372,6 +427,8 @@ def _headline(
 ) -> str:
     if first is None:
         return "We need a few more answers before we can make a plan."
+    if advice.by_kind(EMERGENCY_KIND) is not None:
+        days = None  # "about 0 days to decide" helps no one: care comes first
     pending = False
     lead = first.title.rstrip(".")
     best = next((k for k in HEADLINE_KINDS if advice.by_kind(k) is not None), None)
@@ -400,6 +457,12 @@ def _place(advice: Advice) -> dict[StepId, list[Recommendation]]:
             placed[KIND_STEPS.get(rec.kind, DEFAULT_STEP)].append(rec)
     if critical:
         placed[STEP_ORDER[0]][:0] = critical
+    if any(r.kind == EMERGENCY_KIND for r in critical):
+        # Care comes first: whatever else there is waits until the person is safe.
+        later = [r for step in STEP_ORDER[1:] for r in placed[step]]
+        for step in STEP_ORDER[1:]:
+            placed[step] = []
+        placed[StepId.THEN] = later
     used = [s for s in STEP_ORDER if placed[s]]
     if used and len(placed[used[0]]) > FIRST_STEP_LIMIT:
         head = used[0]
@@ -416,25 +479,33 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
     recommendation, if the advice has one. ``today`` defaults to today's date.
     """
     day0 = today if today is not None else dt.date.today()
-    days, treatment, started = _case_facts(case)
+    facts = _case_facts(case)
+    days = facts.days
     if days is None:
         deadline = advice.by_kind("set_deadline")
         if isinstance(deadline, SetDeadline):
             days = deadline.decide_within_days
+    if advice.by_kind(EMERGENCY_KIND) is not None:
+        days = None  # care is needed now: no date to plan an opinion around
+    placed = _place(advice)
+    gets_opinion = any(placed[s] for s in (StepId.NOW, StepId.BEFORE_VISIT, StepId.AT_VISIT))
+    opinion_due = "Have your next opinion by" if facts.opinions >= 2 else "Have the second opinion by"
     decide_by = opinion_by = None
     opinion_days = None
     if days is not None:
         opinion_days = max(1, (days * 2) // 3)
         decide_by = day0 + dt.timedelta(days=days)
-        opinion_by = day0 + dt.timedelta(days=opinion_days)
+        if gets_opinion:
+            opinion_by = day0 + dt.timedelta(days=opinion_days)
     due: dict[StepId, tuple[dt.date | None, int | None, str | None]] = {}
-    if opinion_by is not None and opinion_days is not None and days is not None:
-        have = f"Have the second opinion by {_day(opinion_by)}."
+    if opinion_by is not None and opinion_days is not None:
+        have = f"{opinion_due} {_day(opinion_by)}."
         due[StepId.BEFORE_VISIT] = (opinion_by, opinion_days, have)
         due[StepId.AT_VISIT] = (opinion_by, opinion_days, have)
-        due[StepId.AFTER] = (decide_by, days, f"Decide on treatment by {_day(decide_by)}." if decide_by else None)
+    if decide_by is not None and days is not None:
+        due[StepId.AFTER] = (decide_by, days, f"Decide on treatment by {_day(decide_by)}.")
     steps: list[PlanStep] = []
-    for step_id, recs in _place(advice).items():
+    for step_id, recs in placed.items():
         if not recs:
             continue
         when, in_days, text = due.get(step_id, (None, None, None))
@@ -442,11 +513,15 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         steps.append(PlanStep(step_id, title, tuple(action_for(r) for r in recs), when, in_days, text))
     first = steps[0].actions[0] if steps else None
     doctor, insurer = _questions(advice.recommendations)
+    if facts.insured == "no":
+        insurer = ()  # no insurer to ask
     return Plan(
-        headline=_headline(advice, first, days, treatment, started),
+        headline=_headline(advice, first, days, facts.treatment, facts.started),
         steps=tuple(steps),
         doctor_questions=doctor,
         insurer_questions=insurer,
+        opinion_due=opinion_due,
+        insurer_title=INSURER_TITLE if facts.insured == "yes" else INSURER_TITLE_IF_ANY,
         today=day0,
         decide_by=decide_by,
         opinion_by=opinion_by,

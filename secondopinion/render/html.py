@@ -64,7 +64,7 @@ def plan_html(
     ]
     dates = []
     if plan.opinion_by is not None:
-        dates.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+        dates.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
     if plan.decide_by is not None:
         dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
     if dates:
@@ -103,7 +103,7 @@ def plan_html(
         out.append("</section>")
     lists = [
         ("Questions to ask the new doctor", plan.doctor_questions),
-        ("Questions to ask your insurer", plan.insurer_questions),
+        (plan.insurer_title, plan.insurer_questions),
     ]
     if any(asked for _, asked in lists):
         out.append('<div class="columns">')

@@ -83,7 +83,7 @@ def plan_markdown(
     lines = ["# Your second opinion plan", "", f"**{escape(plan.headline)}**", ""]
     dates = []
     if plan.opinion_by is not None:
-        dates.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+        dates.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
     if plan.decide_by is not None:
         dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
     if dates:
@@ -114,7 +114,7 @@ def plan_markdown(
         lines.append("")
     for title, items in (
         ("Questions to ask the new doctor", plan.doctor_questions),
-        ("Questions to ask your insurer", plan.insurer_questions),
+        (plan.insurer_title, plan.insurer_questions),
     ):
         if items:
             lines += [f"## {title}", ""] + [f"- {escape(q)}" for q in items] + [""]

@@ -182,7 +182,7 @@ def plan_text(
 def _dates(plan: Plan) -> str:
     parts = []
     if plan.opinion_by is not None:
-        parts.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+        parts.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
     if plan.decide_by is not None:
         parts.append(f"Decide on treatment by {_day(plan.decide_by)}.")
     return " ".join(parts)
@@ -197,7 +197,7 @@ def _question_lists(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
     if plan.doctor_questions:
         out.append(("Questions to ask the new doctor", plan.doctor_questions))
     if plan.insurer_questions:
-        out.append(("Questions to ask your insurer", plan.insurer_questions))
+        out.append((plan.insurer_title, plan.insurer_questions))
     return out
 
 
