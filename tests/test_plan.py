@@ -245,7 +245,7 @@ def test_headline_prefers_the_kinds_that_say_what_to_do() -> None:
     case = {"treatment": {"kind": "chemotherapy", "started": "no"}}
     seek = Advice(recommendations=(_rec(SeekSecondOpinion), _rec(ResolveConflict)))
     assert build_plan(seek, case, today=TODAY).headline == (
-        "Get a second opinion before chemo. Ask your doctor how long you have to decide."
+        "Get a second opinion before chemo. Ask your doctor how long you can take to decide."
     )
     started = {"treatment": {"kind": "chemotherapy", "started": "yes"}}
     assert build_plan(seek, started, today=TODAY).headline == "Get a second opinion."
@@ -511,3 +511,41 @@ def test_yes_no_fields_read_as_plain_sentences() -> None:
     text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
     assert ": yes" not in text
     assert "Keep in mind:" in text
+
+
+@pytest.mark.parametrize(
+    "treatment",
+    [{"kind": "surgery", "started": "no"}, {"kind": "none"}, {}],
+    ids=["surgery", "no-treatment", "treatment-not-given"],
+)
+def test_asking_for_time_does_not_read_like_a_prognosis(treatment: dict[str, Any]) -> None:
+    """"How long you have" can read as how long you have to live; the plan asks how long it is safe to wait."""
+    case = {"diagnosis": {"seriousness": "serious"}, "treatment": treatment}
+    advice = default_advisor().advise(case)
+    assert advice.by_kind("set_deadline") is not None
+    text = " ".join(render(advice, "text", case=case, today=TODAY, color=False).split())
+    assert "how long you have" not in text
+    deadline = build_plan(advice, case, today=TODAY).step_of("set_deadline")
+    assert deadline is not None
+    action = next(a for a in deadline.actions if a.kind == "set_deadline")
+    assert "decide" not in action.title  # nothing to decide may be on the table yet
+    assert "safe to wait" in action.detail
+
+
+def test_listed_items_start_in_lower_case_as_the_plan_joins_them() -> None:
+    """Short items are joined by semicolons in one line, so none starts with a capital (names aside)."""
+    import re
+
+    import yaml
+
+    bad = []
+    for path in sorted((Path(__file__).parent.parent / "rules").glob("[0-9]*.yaml")):
+        for rule in yaml.safe_load(path.read_text("utf-8")).get("rules", []):
+            fields = ((rule.get("then") or {}).get("recommend") or {}).get("fields") or {}
+            for name, values in fields.items():
+                if name == "questions" or not isinstance(values, list) or len(values) < 2:
+                    continue
+                if all(str(v).rstrip().endswith((".", "?", "!")) for v in values):
+                    continue  # whole sentences
+                bad += [f"{rule['id']}: {v}" for v in values if re.match(r"[A-Z][a-z ]", str(v))]
+    assert not bad
