@@ -444,7 +444,7 @@ def _headline(
     if days is not None:
         return f"{lead}. You have about {_plural(days, 'day')} to decide."
     if pending:
-        return f"{lead}. Ask your doctor how long you have to decide."
+        return f"{lead}. Ask your doctor how long you can take to decide."
     return f"{lead}."
 
 
