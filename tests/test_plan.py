@@ -549,3 +549,19 @@ def test_listed_items_start_in_lower_case_as_the_plan_joins_them() -> None:
                     continue  # whole sentences
                 bad += [f"{rule['id']}: {v}" for v in values if re.match(r"[A-Z][a-z ]", str(v))]
     assert not bad
+
+
+def test_differing_cancer_opinions_name_the_cancer_guides_to_ask_about() -> None:
+    """G46: when cancer opinions differ, the question on guidelines names the cancer guides; not for other problems."""
+    opinions = [
+        {"specialty": "surgeon", "institution": "a", "diagnosis": "prostate cancer", "treatment": "surgery"},
+        {"specialty": "radiation_oncologist", "institution": "b", "close_associate_of_first": "no",
+         "diagnosis": "prostate cancer", "treatment": "radiation"},
+    ]
+    cancer = {"diagnosis": {"seriousness": "serious", "cancer": "yes"}, "opinions": opinions}
+    plan = _plan_of(cancer)
+    assert any("National Cancer Institute" in q for q in plan.doctor_questions)
+    conflict = plan.recommendation("resolve_conflict")
+    assert conflict is not None and conflict.title == "Your doctors disagree - ask each one why"
+    other = _load(EXAMPLES / "conflicting-opinions.json")
+    assert not any("Cancer" in q for q in _plan_of(other).doctor_questions)
