@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .advisor import CaseLike
 
 __all__ = [
+    "COST_KINDS",
     "DEFAULT_STEP",
     "EMERGENCY_KIND",
     "FIRST_STEP_LIMIT",
@@ -160,7 +161,7 @@ _HIDDEN_FIELDS = frozenset(
 # Plain labels for concrete fields; other fields get their name with spaces.
 FIELD_LABELS: Mapping[str, str] = {
     "documents": "Bring or send",
-    "items": "Send",
+    "items": "How",
     "specialties": "See",
     "specialist": "See",
     "reviewers": "Ask for a review by",
@@ -200,6 +201,9 @@ HEADLINE_KINDS: tuple[str, ...] = (
     "second_opinion_optional",
 )
 """The kinds whose title makes the best headline, best first; without any, the first action's title."""
+
+COST_KINDS: frozenset[str] = frozenset({"check_insurance", "prefer_in_network", "manage_costs"})
+"""Money matters: without a :data:`HEADLINE_KINDS` action, they head the plan only when nothing else can."""
 
 _TREATMENT_WORDS: Mapping[str, str] = {
     "surgery": "surgery",
@@ -441,6 +445,10 @@ def _headline(
         rec = advice.by_kind(best)
         assert rec is not None
         lead = rec.title.rstrip(".")
+    elif first.priority is not Priority.CRITICAL and first.kind in COST_KINDS:
+        other = next((r for r in advice.recommendations if r.kind not in COST_KINDS), None)
+        if other is not None:
+            lead = other.title.rstrip(".")
     if days is not None:
         return f"{lead}. You have about {_plural(days, 'day')} to decide."
     if pending:

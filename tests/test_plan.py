@@ -565,3 +565,29 @@ def test_differing_cancer_opinions_name_the_cancer_guides_to_ask_about() -> None
     assert conflict is not None and conflict.title == "Your doctors disagree - ask each one why"
     other = _load(EXAMPLES / "conflicting-opinions.json")
     assert not any("Cancer" in q for q in _plan_of(other).doctor_questions)
+
+
+def test_a_cost_check_does_not_head_the_plan_when_there_is_more_to_do() -> None:
+    """Two opinions in, one given online: the plan leads with the visit, not with asking an insurer."""
+    from secondopinion.recommendations import BeSeenInPerson
+
+    advice = Advice(recommendations=(_rec(CheckInsurance), _rec(BeSeenInPerson)))
+    assert build_plan(advice, today=TODAY).headline == "BeSeenInPerson title."
+    only = Advice(recommendations=(_rec(CheckInsurance),))
+    assert build_plan(only, today=TODAY).headline == "CheckInsurance title."
+    case = {
+        "diagnosis": {"seriousness": "serious", "certainty": "confirmed"},
+        "treatment": {"kind": "surgery", "days_to_decide": 30},
+        "opinions": [
+            {"specialty": "surgeon", "institution": "a", "mode": "in_person", "diagnosis": "hernia", "treatment": "surgery"},
+            {"specialty": "surgeon", "institution": "b", "mode": "remote", "diagnosis": "hernia", "treatment": "surgery",
+             "close_associate_of_first": "no"},
+        ],
+    }
+    assert "paid" not in _plan_of(case).headline
+
+
+def test_how_to_send_originals_is_labelled_how() -> None:
+    case = _load(CANCER)
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert "Send: Ask" not in text and "How: Ask the lab" in text
