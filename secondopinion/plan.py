@@ -271,8 +271,9 @@ class Plan:
     to have the second opinion by; both are None when the case gives no time,
     or when care is needed now. ``opinion_by`` is None, too, when the plan does
     not go on to get an opinion (nothing to do now, before or at a visit).
-    ``opinion_due`` is the words before that day ("Have the second opinion by",
-    or "Have your next opinion by" when the case already has two or more), and
+    ``opinion_due`` is the words before that day ("Have the second opinion by";
+    "Have your next opinion by" when the case already has two or more; "If you
+    see one more doctor, do it by" when the plan asks to stop and think first), and
     ``insurer_title`` the heading of the insurer's questions, hedged when the
     case does not say the person is insured.
     """
@@ -497,7 +498,12 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         days = None  # care is needed now: no date to plan an opinion around
     placed = _place(advice)
     gets_opinion = any(placed[s] for s in (StepId.NOW, StepId.BEFORE_VISIT, StepId.AT_VISIT))
-    opinion_due = "Have your next opinion by" if facts.opinions >= 2 else "Have the second opinion by"
+    if advice.by_kind("reflect_before_more_opinions") is not None:
+        opinion_due = "If you see one more doctor, do it by"  # the plan asks to stop and think first
+    elif facts.opinions >= 2:
+        opinion_due = "Have your next opinion by"
+    else:
+        opinion_due = "Have the second opinion by"
     decide_by = opinion_by = None
     opinion_days = None
     if days is not None:

@@ -591,3 +591,13 @@ def test_how_to_send_originals_is_labelled_how() -> None:
     case = _load(CANCER)
     text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
     assert "Send: Ask" not in text and "How: Ask the lab" in text
+
+
+def test_after_three_opinions_the_date_does_not_take_one_more_for_granted() -> None:
+    """The plan asks the person to stop and think before a fourth doctor; the date line says "if"."""
+    case = _load(EXAMPLES / "three-opinions.json")
+    plan = _plan_of(case)
+    assert plan.step_of("reflect_before_more_opinions") is not None and plan.opinion_by is not None
+    assert plan.opinion_due == "If you see one more doctor, do it by"
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert "Have your next opinion by" not in text and "If you see one more doctor, do it by" in text
