@@ -579,9 +579,10 @@ def test_a_cost_check_does_not_head_the_plan_when_there_is_more_to_do() -> None:
         "diagnosis": {"seriousness": "serious", "certainty": "confirmed"},
         "treatment": {"kind": "surgery", "days_to_decide": 30},
         "opinions": [
-            {"specialty": "surgeon", "institution": "a", "mode": "in_person", "diagnosis": "hernia", "treatment": "surgery"},
-            {"specialty": "surgeon", "institution": "b", "mode": "remote", "diagnosis": "hernia", "treatment": "surgery",
-             "close_associate_of_first": "no"},
+            {"specialty": "surgeon", "institution": "a", "mode": "in_person", "diagnosis": "hernia",
+             "treatment": "surgery"},
+            {"specialty": "surgeon", "institution": "b", "mode": "remote", "diagnosis": "hernia",
+             "treatment": "surgery", "close_associate_of_first": "no"},
         ],
     }
     assert "paid" not in _plan_of(case).headline
