@@ -602,3 +602,13 @@ def test_after_three_opinions_the_date_does_not_take_one_more_for_granted() -> N
     assert plan.opinion_due == "If you see one more doctor, do it by"
     text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
     assert "Have your next opinion by" not in text and "If you see one more doctor, do it by" in text
+
+
+def test_cli_ics_of_an_emergency_says_care_comes_first(tmp_path: Path) -> None:
+    """The case gave 0 days: the refusal must not claim the case gave no time."""
+    path = tmp_path / "emergency.json"
+    path.write_text(json.dumps({"diagnosis": {"seriousness": "serious"}, "treatment": {"days_to_decide": 0}}))
+    refused = CliRunner().invoke(app, ["advise", str(path), "--format", "ics"])
+    assert refused.exit_code == 1
+    assert "does not give treatment.days_to_decide" not in refused.stderr
+    assert "emergency" in refused.stderr and "Traceback" not in refused.output
