@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .advisor import CaseLike
 
 __all__ = [
+    "CHILD_NOTE",
     "COST_KINDS",
     "DEFAULT_STEP",
     "EMERGENCY_KIND",
@@ -186,6 +187,9 @@ FLAG_NOTES: Mapping[str, str] = {
 }
 """Yes/no fields said as a sentence under :data:`NOTES_LABEL`, instead of a bare "yes"."""
 
+CHILD_NOTE = 'This plan is about your child. Where it says "you" or "your problem", read it as your child.'
+"""A line under the notice when the case is about a child: the actions speak to the patient."""
+
 INSURER_TITLE = "Questions to ask your insurer"
 """The heading of the insurer's questions when the case says the person is insured."""
 
@@ -275,7 +279,8 @@ class Plan:
     "Have your next opinion by" when the case already has two or more; "If you
     see one more doctor, do it by" when the plan asks to stop and think first), and
     ``insurer_title`` the heading of the insurer's questions, hedged when the
-    case does not say the person is insured.
+    case does not say the person is insured. ``reader_note`` is a line for the
+    reader under the notice (:data:`CHILD_NOTE` when the case is about a child).
     """
 
     headline: str
@@ -284,6 +289,7 @@ class Plan:
     insurer_questions: tuple[str, ...] = ()
     opinion_due: str = "Have the second opinion by"
     insurer_title: str = INSURER_TITLE
+    reader_note: str | None = None
     today: dt.date = attrs.field(factory=dt.date.today)
     decide_by: dt.date | None = None
     opinion_by: dt.date | None = None
@@ -404,6 +410,7 @@ class _CaseFacts:
     started: str | None = None
     insured: str | None = None
     opinions: int = 0
+    age_group: str | None = None
 
 
 def _case_facts(case: CaseLike | None) -> _CaseFacts:
@@ -420,6 +427,7 @@ def _case_facts(case: CaseLike | None) -> _CaseFacts:
         started=getattr(treatment.started, "value", None),
         insured=getattr(checked.insurance.insured, "value", None),
         opinions=len(checked.opinions),
+        age_group=getattr(checked.patient.age_group, "value", None),
     )
 
 
@@ -536,6 +544,7 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         insurer_questions=insurer,
         opinion_due=opinion_due,
         insurer_title=INSURER_TITLE if facts.insured == "yes" else INSURER_TITLE_IF_ANY,
+        reader_note=CHILD_NOTE if facts.age_group == "child" and steps else None,
         today=day0,
         decide_by=decide_by,
         opinion_by=opinion_by,

@@ -612,3 +612,16 @@ def test_cli_ics_of_an_emergency_says_care_comes_first(tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert "does not give treatment.days_to_decide" not in refused.stderr
     assert "emergency" in refused.stderr and "Traceback" not in refused.output
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_a_plan_for_a_child_tells_the_parent_who_you_means(fmt: str) -> None:
+    """The actions speak to the patient ("medicines you take", "my case"); a parent reads it for a child."""
+    case = _load(EXAMPLES / "child-vague-symptoms.json")
+    plan = _plan_of(case)
+    assert plan.reader_note is not None and "your child" in plan.reader_note
+    text = " ".join(render(default_advisor().advise(case), fmt, case=case, today=TODAY, color=False).split())
+    assert "This plan is about your child" in text
+    adult = _load(CANCER)
+    assert _plan_of(adult).reader_note is None
+    assert "your child" not in render(default_advisor().advise(adult), fmt, case=adult, today=TODAY, color=False)

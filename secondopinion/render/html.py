@@ -70,6 +70,8 @@ def plan_html(
     if dates:
         out.append(f"<p>{' '.join(dates)}</p>")
     out.append(f'<p class="disclaimer">{escape(plan.disclaimer)}</p>')
+    if plan.reader_note:
+        out.append(f"<p>{escape(plan.reader_note)}</p>")
     if not plan.steps:
         out.append("<p>No recommendation for this case yet.</p>")
     for n, step in enumerate(plan.steps, 1):

@@ -89,6 +89,8 @@ def plan_markdown(
     if dates:
         lines += [" ".join(dates), ""]
     lines += [f"*{plan.disclaimer}*", ""]
+    if plan.reader_note:
+        lines += [escape(plan.reader_note), ""]
     if not plan.steps:
         lines += ["No recommendation for this case yet.", ""]
     for n, step in enumerate(plan.steps, 1):

@@ -140,6 +140,8 @@ def plan_text(
     if _dates(plan):
         out.say(_dates(plan), "", "", "")
     out.say(plan.disclaimer, "italic", "", "")
+    if plan.reader_note:
+        out.say(plan.reader_note, "", "", "")
     for n, step in enumerate(plan.steps, 1):
         out.print()
         head = Text(f"{n}. {step.title}", style="bold")
