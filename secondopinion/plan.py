@@ -102,10 +102,15 @@ URGENT_TITLE = "Right away"
 """The heading of the first step when a critical action leads it, whatever the step."""
 
 KIND_STEPS: Mapping[str, StepId] = {
-    # Whether to get an opinion at all.
+    # Whether to get an opinion at all; with two opinions in hand, what they mean for the next move
+    # (ask why they differ, whether to see a third doctor) comes before booking any visit.
     "seek_second_opinion": StepId.DECIDE,
     "second_opinion_optional": StepId.DECIDE,
     "reflect_before_more_opinions": StepId.DECIDE,
+    "proceed_with_confidence": StepId.DECIDE,
+    "resolve_conflict": StepId.DECIDE,
+    "ask_doctors_to_confer": StepId.DECIDE,
+    "get_another_opinion": StepId.DECIDE,
     # Things to start right away: the clock, the booking, the doctor, the insurer, the records.
     "set_deadline": StepId.NOW,
     "act_quickly": StepId.NOW,
@@ -134,14 +139,13 @@ KIND_STEPS: Mapping[str, StepId] = {
     "ask_about_alternatives": StepId.AT_VISIT,
     "expert_review": StepId.AT_VISIT,
     # Once the opinions are in.
-    "proceed_with_confidence": StepId.AFTER,
-    "resolve_conflict": StepId.AFTER,
-    "ask_doctors_to_confer": StepId.AFTER,
-    "get_another_opinion": StepId.AFTER,
     "decide_with_your_values": StepId.AFTER,
     "after_the_opinion": StepId.AFTER,
 }
 """The step of each recommendation kind. Kinds not listed go in :data:`DEFAULT_STEP`."""
+
+LAST_IN_STEP: frozenset[str] = frozenset({"get_another_opinion"})
+"""Kinds that come last in their step (unless critical): see one more doctor after asking why the others differ."""
 
 DEFAULT_STEP = StepId.BEFORE_VISIT
 """The step of a kind :data:`KIND_STEPS` does not list: getting ready is where most new advice belongs."""
@@ -472,6 +476,8 @@ def _place(advice: Advice) -> dict[StepId, list[Recommendation]]:
     for rec in advice.recommendations:
         if rec.priority is not Priority.CRITICAL:
             placed[KIND_STEPS.get(rec.kind, DEFAULT_STEP)].append(rec)
+    for step, recs in placed.items():  # a third doctor, once talking has not settled it
+        placed[step] = sorted(recs, key=lambda r: r.kind in LAST_IN_STEP)
     if critical:
         placed[STEP_ORDER[0]][:0] = critical
     if any(r.kind == EMERGENCY_KIND for r in critical):

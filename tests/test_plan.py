@@ -163,19 +163,22 @@ def test_the_last_step_spills_into_a_then_step() -> None:
     plan = build_plan(Advice(recommendations=recs), today=TODAY)
     assert len(plan.steps[0].actions) == 3
     assert sorted(a.kind for a in plan.actions) == sorted(r.kind for r in recs)
-    only_after = Advice(recommendations=tuple(_rec(c) for c in (AfterTheOpinion, ResolveConflict)))
-    assert [s.id for s in build_plan(only_after).steps] == [StepId.AFTER]
-    from secondopinion.recommendations import AskDoctorsToConfer, ProceedWithConfidence
+    from secondopinion.recommendations import AskDoctorsToConfer, DecideWithYourValues, ProceedWithConfidence
 
+    only_after = Advice(recommendations=tuple(_rec(c) for c in (AfterTheOpinion, DecideWithYourValues)))
+    assert [s.id for s in build_plan(only_after).steps] == [StepId.AFTER]
     kinds = (AfterTheOpinion, ResolveConflict, AskDoctorsToConfer, ProceedWithConfidence)
     many = Advice(recommendations=tuple(_rec(c) for c in kinds))
-    plan = build_plan(many, today=TODAY)
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in kinds:  # four kinds in the last step: one spills into "then"
+            patch.setitem(KIND_STEPS, cls(title="t", detail="d").kind, StepId.AFTER)  # type: ignore[index]
+        plan = build_plan(many, today=TODAY)
     assert [s.id for s in plan.steps] == [StepId.AFTER, StepId.THEN]
     assert [len(s.actions) for s in plan.steps] == [3, 1]
 
 
 def test_a_kind_the_table_does_not_list_goes_in_the_default_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert KIND_STEPS["resolve_conflict"] is StepId.AFTER
+    assert KIND_STEPS["resolve_conflict"] is StepId.DECIDE
     monkeypatch.delitem(KIND_STEPS, "resolve_conflict")  # type: ignore[attr-defined]
     plan = build_plan(Advice(recommendations=(_rec(SeekSecondOpinion), _rec(ResolveConflict))), today=TODAY)
     step = plan.step_of("resolve_conflict")
@@ -625,3 +628,24 @@ def test_a_plan_for_a_child_tells_the_parent_who_you_means(fmt: str) -> None:
     adult = _load(CANCER)
     assert _plan_of(adult).reader_note is None
     assert "your child" not in render(default_advisor().advise(adult), fmt, case=adult, today=TODAY, color=False)
+
+
+@pytest.mark.parametrize("name", ["conflicting-opinions", "three-opinions", "opinions-agree"])
+def test_with_opinions_in_hand_the_plan_starts_from_them(name: str) -> None:
+    """Ask why they differ and whether to see a third doctor before booking that visit, not after it."""
+    case = _load(EXAMPLES / f"{name}.json")
+    plan = _plan_of(case)
+    kinds = [a.kind for a in plan.actions]
+    for kind in ("resolve_conflict", "get_another_opinion", "proceed_with_confidence"):
+        if kind in kinds:
+            assert plan.step_of(kind) is plan.steps[0] or plan.step_of(kind).id is StepId.DECIDE
+            for later in ("set_deadline", "act_quickly", "talk_to_doctor", "check_insurance"):
+                if later in kinds:
+                    assert kinds.index(kind) < kinds.index(later)
+    assert plan.steps[0].id is StepId.DECIDE
+
+
+def test_a_third_doctor_comes_after_asking_why_the_first_two_differ() -> None:
+    plan = _plan_of(_load(EXAMPLES / "conflicting-opinions.json"))
+    first = [a.kind for a in plan.steps[0].actions]
+    assert first == ["resolve_conflict", "ask_doctors_to_confer", "get_another_opinion"]
