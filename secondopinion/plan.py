@@ -52,6 +52,8 @@ __all__ = [
     "CHILD_NOTE",
     "COST_KINDS",
     "DEFAULT_STEP",
+    "DOCTORS_TITLE",
+    "DOCTOR_TITLE",
     "EMERGENCY_KIND",
     "FIRST_STEP_LIMIT",
     "FLAG_NOTES",
@@ -194,6 +196,12 @@ FLAG_NOTES: Mapping[str, str] = {
 CHILD_NOTE = 'This plan is about your child. Where it says "you" or "your problem", read it as your child.'
 """A line under the notice when the case is about a child: the actions speak to the patient."""
 
+DOCTOR_TITLE = "Questions to ask the new doctor"
+"""The heading of the doctor's questions."""
+
+DOCTORS_TITLE = "Questions to ask your doctors"
+"""The heading of the doctor's questions when the case already has two or more opinions."""
+
 INSURER_TITLE = "Questions to ask your insurer"
 """The heading of the insurer's questions when the case says the person is insured."""
 
@@ -282,7 +290,8 @@ class Plan:
     ``opinion_due`` is the words before that day ("Have the second opinion by";
     "Have your next opinion by" when the case already has two or more; "If you
     see one more doctor, do it by" when the plan asks to stop and think first), and
-    ``insurer_title`` the heading of the insurer's questions, hedged when the
+    ``doctor_title`` heads the doctor's questions ("your doctors" once the case
+    has two or more opinions) and ``insurer_title`` the insurer's, hedged when the
     case does not say the person is insured. ``reader_note`` is a line for the
     reader under the notice (:data:`CHILD_NOTE` when the case is about a child).
     """
@@ -292,6 +301,7 @@ class Plan:
     doctor_questions: tuple[str, ...] = ()
     insurer_questions: tuple[str, ...] = ()
     opinion_due: str = "Have the second opinion by"
+    doctor_title: str = DOCTOR_TITLE
     insurer_title: str = INSURER_TITLE
     reader_note: str | None = None
     today: dt.date = attrs.field(factory=dt.date.today)
@@ -549,6 +559,7 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         doctor_questions=doctor,
         insurer_questions=insurer,
         opinion_due=opinion_due,
+        doctor_title=DOCTORS_TITLE if facts.opinions >= 2 else DOCTOR_TITLE,
         insurer_title=INSURER_TITLE if facts.insured == "yes" else INSURER_TITLE_IF_ANY,
         reader_note=CHILD_NOTE if facts.age_group == "child" and steps else None,
         today=day0,

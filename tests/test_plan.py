@@ -649,3 +649,14 @@ def test_a_third_doctor_comes_after_asking_why_the_first_two_differ() -> None:
     plan = _plan_of(_load(EXAMPLES / "conflicting-opinions.json"))
     first = [a.kind for a in plan.steps[0].actions]
     assert first == ["resolve_conflict", "ask_doctors_to_confer", "get_another_opinion"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_with_opinions_in_hand_the_questions_are_for_your_doctors(fmt: str) -> None:
+    """"Why is your view right for me?" goes to the doctors already seen, not only to a new one."""
+    case = _load(EXAMPLES / "conflicting-opinions.json")
+    text = render(default_advisor().advise(case), fmt, case=case, today=TODAY, color=False)
+    assert "Questions to ask the new doctor" not in text and "Questions to ask your doctors" in text
+    one = _load(CANCER)
+    text = render(default_advisor().advise(one), fmt, case=one, today=TODAY, color=False)
+    assert "Questions to ask the new doctor" in text

@@ -104,7 +104,7 @@ def plan_html(
         out.append("</ul>")
         out.append("</section>")
     lists = [
-        ("Questions to ask the new doctor", plan.doctor_questions),
+        (plan.doctor_title, plan.doctor_questions),
         (plan.insurer_title, plan.insurer_questions),
     ]
     if any(asked for _, asked in lists):

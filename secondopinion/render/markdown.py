@@ -115,7 +115,7 @@ def plan_markdown(
                 lines += [f"  - *Source:* {escape(src)}" for src in source_titles(rec, rulebook)]
         lines.append("")
     for title, items in (
-        ("Questions to ask the new doctor", plan.doctor_questions),
+        (plan.doctor_title, plan.doctor_questions),
         (plan.insurer_title, plan.insurer_questions),
     ):
         if items:

@@ -197,7 +197,7 @@ def _day(day: Any) -> str:
 def _question_lists(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
     out = []
     if plan.doctor_questions:
-        out.append(("Questions to ask the new doctor", plan.doctor_questions))
+        out.append((plan.doctor_title, plan.doctor_questions))
     if plan.insurer_questions:
         out.append((plan.insurer_title, plan.insurer_questions))
     return out
