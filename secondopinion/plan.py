@@ -57,6 +57,7 @@ __all__ = [
     "EMERGENCY_KIND",
     "FIRST_STEP_LIMIT",
     "FLAG_NOTES",
+    "GLOSSES",
     "INSURER_TITLE",
     "INSURER_TITLE_IF_ANY",
     "KIND_STEPS",
@@ -183,6 +184,12 @@ FIELD_LABELS: Mapping[str, str] = {
     "look_beyond_local_area": "Look beyond your area",
     "expect_it_to_take_time": "Expect it to take time",
 }
+
+GLOSSES: Mapping[str, str] = {
+    "pathologist": "pathologist (checks tissue and cells)",
+    "radiologist": "radiologist (reads scans)",
+}
+"""Field values that are a specialist's bare name, said with what that doctor does (the advice keeps the name)."""
 
 NOTES_LABEL = "Keep in mind"
 """The label of the field that gathers an action's yes/no flags as plain sentences."""
@@ -385,7 +392,7 @@ def _fields(rec: Recommendation) -> tuple[PlanField, ...]:
         if values is None:
             continue
         label = FIELD_LABELS.get(field.name, field.name.replace("_", " ").capitalize())
-        out.append(PlanField(field.name, label, values))
+        out.append(PlanField(field.name, label, tuple(GLOSSES.get(v, v) for v in values)))
     if notes:
         out.append(PlanField("notes", NOTES_LABEL, tuple(notes)))
     return tuple(out)

@@ -660,3 +660,17 @@ def test_with_opinions_in_hand_the_questions_are_for_your_doctors(fmt: str) -> N
     one = _load(CANCER)
     text = render(default_advisor().advise(one), fmt, case=one, today=TODAY, color=False)
     assert "Questions to ask the new doctor" in text
+
+
+def test_the_experts_to_ask_for_are_said_in_plain_words() -> None:
+    """"pathologist; radiologist" alone is jargon; the plan says what each one does (the advice keeps the names)."""
+    advice = default_advisor().advise(_load(CANCER))
+    review = advice.by_kind("expert_review")
+    assert review is not None and set(review.reviewers) == {"pathologist", "radiologist"}
+    plan = build_plan(advice, _load(CANCER), today=TODAY)
+    step = plan.step_of("expert_review")
+    assert step is not None
+    action = next(a for a in step.actions if a.kind == "expert_review")
+    values = [v for f in action.fields for v in f.values]
+    assert "pathologist (checks tissue and cells)" in values
+    assert "radiologist (reads scans)" in values
