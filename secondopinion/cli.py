@@ -381,6 +381,8 @@ def _advise(
             advice, fmt.value, advisor.rulebook, color=use_color, questions=questions, why=why, case=checked, today=day
         )
     except NoDatesError:
+        if advice.by_kind("get_care_now") is not None:
+            fail("the plan has no dates for a calendar: this is an emergency, and care comes first", 1)
         fail("the plan has no dates for a calendar: the case does not give treatment.days_to_decide", 1)
     if show_mapping and loaded.mapping is not None:
         text = _with_mapping(text, fmt.value, loaded.mapping)

@@ -14,7 +14,9 @@ top of the table:
   step is then headed :data:`URGENT_TITLE`);
 * the first step holds at most :data:`FIRST_STEP_LIMIT` actions: the rest move,
   in order, to the front of the next step, so nothing is lost (the last step,
-  "once the opinions are in", spills into a "then" step that holds nothing else).
+  "once the opinions are in", spills into a "then" step that holds nothing else);
+* when care is needed now (a :data:`EMERGENCY_KIND` card), every other action
+  waits in the "then" step, and the plan has no dates.
 
 Every recommendation of the advice lands in exactly one step.
 
@@ -23,7 +25,8 @@ without a case, the days a ``set_deadline`` recommendation carries), counted
 from ``today`` (by default :meth:`datetime.date.today`). The second opinion is
 due after about two thirds of that time (as
 :attr:`~secondopinion.recommendations.SetDeadline.get_opinion_within_days`),
-leaving the rest to decide.
+leaving the rest to decide; there is no such date when the plan does not go on
+to get an opinion (a minor problem, or opinions that agree).
 
 A plan holds plain data: no rule ids, fact names or sources. Those stay on the
 recommendations (see :meth:`Plan.recommendation`), for the ``why`` views.
@@ -46,8 +49,17 @@ if TYPE_CHECKING:
     from .advisor import CaseLike
 
 __all__ = [
+    "CHILD_NOTE",
+    "COST_KINDS",
     "DEFAULT_STEP",
+    "DOCTORS_TITLE",
+    "DOCTOR_TITLE",
+    "EMERGENCY_KIND",
     "FIRST_STEP_LIMIT",
+    "FLAG_NOTES",
+    "GLOSSES",
+    "INSURER_TITLE",
+    "INSURER_TITLE_IF_ANY",
     "KIND_STEPS",
     "STEP_TITLES",
     "URGENT_TITLE",
@@ -85,14 +97,23 @@ STEP_TITLES: Mapping[StepId, str] = {
 }
 """The heading of each step, in plain words."""
 
+EMERGENCY_KIND = "get_care_now"
+"""The kind of the card that says care cannot wait: with it, the plan has no dates, and every other
+action waits in the "then" step."""
+
 URGENT_TITLE = "Right away"
 """The heading of the first step when a critical action leads it, whatever the step."""
 
 KIND_STEPS: Mapping[str, StepId] = {
-    # Whether to get an opinion at all.
+    # Whether to get an opinion at all; with two opinions in hand, what they mean for the next move
+    # (ask why they differ, whether to see a third doctor) comes before booking any visit.
     "seek_second_opinion": StepId.DECIDE,
     "second_opinion_optional": StepId.DECIDE,
     "reflect_before_more_opinions": StepId.DECIDE,
+    "proceed_with_confidence": StepId.DECIDE,
+    "resolve_conflict": StepId.DECIDE,
+    "ask_doctors_to_confer": StepId.DECIDE,
+    "get_another_opinion": StepId.DECIDE,
     # Things to start right away: the clock, the booking, the doctor, the insurer, the records.
     "set_deadline": StepId.NOW,
     "act_quickly": StepId.NOW,
@@ -121,14 +142,13 @@ KIND_STEPS: Mapping[str, StepId] = {
     "ask_about_alternatives": StepId.AT_VISIT,
     "expert_review": StepId.AT_VISIT,
     # Once the opinions are in.
-    "proceed_with_confidence": StepId.AFTER,
-    "resolve_conflict": StepId.AFTER,
-    "ask_doctors_to_confer": StepId.AFTER,
-    "get_another_opinion": StepId.AFTER,
     "decide_with_your_values": StepId.AFTER,
     "after_the_opinion": StepId.AFTER,
 }
 """The step of each recommendation kind. Kinds not listed go in :data:`DEFAULT_STEP`."""
+
+LAST_IN_STEP: frozenset[str] = frozenset({"get_another_opinion"})
+"""Kinds that come last in their step (unless critical): see one more doctor after asking why the others differ."""
 
 DEFAULT_STEP = StepId.BEFORE_VISIT
 """The step of a kind :data:`KIND_STEPS` does not list: getting ready is where most new advice belongs."""
@@ -149,7 +169,7 @@ _HIDDEN_FIELDS = frozenset(
 # Plain labels for concrete fields; other fields get their name with spaces.
 FIELD_LABELS: Mapping[str, str] = {
     "documents": "Bring or send",
-    "items": "Send",
+    "items": "How",
     "specialties": "See",
     "specialist": "See",
     "reviewers": "Ask for a review by",
@@ -165,6 +185,36 @@ FIELD_LABELS: Mapping[str, str] = {
     "expect_it_to_take_time": "Expect it to take time",
 }
 
+GLOSSES: Mapping[str, str] = {
+    "pathologist": "pathologist (checks tissue and cells)",
+    "radiologist": "radiologist (reads scans)",
+}
+"""Field values that are a specialist's bare name, said with what that doctor does (the advice keeps the name)."""
+
+NOTES_LABEL = "Keep in mind"
+"""The label of the field that gathers an action's yes/no flags as plain sentences."""
+
+FLAG_NOTES: Mapping[str, str] = {
+    "look_beyond_local_area": "You may need to look outside your own area.",
+    "expect_it_to_take_time": "Finding the right doctor can take some time.",
+}
+"""Yes/no fields said as a sentence under :data:`NOTES_LABEL`, instead of a bare "yes"."""
+
+CHILD_NOTE = 'This plan is about your child. Where it says "you" or "your problem", read it as your child.'
+"""A line under the notice when the case is about a child: the actions speak to the patient."""
+
+DOCTOR_TITLE = "Questions to ask the new doctor"
+"""The heading of the doctor's questions."""
+
+DOCTORS_TITLE = "Questions to ask your doctors"
+"""The heading of the doctor's questions when the case already has two or more opinions."""
+
+INSURER_TITLE = "Questions to ask your insurer"
+"""The heading of the insurer's questions when the case says the person is insured."""
+
+INSURER_TITLE_IF_ANY = "If you have health insurance, ask your insurer"
+"""The heading of the insurer's questions when the case does not say the person is insured."""
+
 HEADLINE_KINDS: tuple[str, ...] = (
     "seek_second_opinion",
     "resolve_conflict",
@@ -174,6 +224,9 @@ HEADLINE_KINDS: tuple[str, ...] = (
     "second_opinion_optional",
 )
 """The kinds whose title makes the best headline, best first; without any, the first action's title."""
+
+COST_KINDS: frozenset[str] = frozenset({"check_insurance", "prefer_in_network", "manage_costs"})
+"""Money matters: without a :data:`HEADLINE_KINDS` action, they head the plan only when nothing else can."""
 
 _TREATMENT_WORDS: Mapping[str, str] = {
     "surgery": "surgery",
@@ -238,13 +291,26 @@ class Plan:
     """The advice as a plan: headline, steps in order, and the questions to bring.
 
     ``decide_by`` is the day to decide on treatment and ``opinion_by`` the day
-    to have the second opinion by; both are None when the case gives no time.
+    to have the second opinion by; both are None when the case gives no time,
+    or when care is needed now. ``opinion_by`` is None, too, when the plan does
+    not go on to get an opinion (nothing to do now, before or at a visit).
+    ``opinion_due`` is the words before that day ("Have the second opinion by";
+    "Have your next opinion by" when the case already has two or more; "If you
+    see one more doctor, do it by" when the plan asks to stop and think first), and
+    ``doctor_title`` heads the doctor's questions ("your doctors" once the case
+    has two or more opinions) and ``insurer_title`` the insurer's, hedged when the
+    case does not say the person is insured. ``reader_note`` is a line for the
+    reader under the notice (:data:`CHILD_NOTE` when the case is about a child).
     """
 
     headline: str
     steps: tuple[PlanStep, ...]
     doctor_questions: tuple[str, ...] = ()
     insurer_questions: tuple[str, ...] = ()
+    opinion_due: str = "Have the second opinion by"
+    doctor_title: str = DOCTOR_TITLE
+    insurer_title: str = INSURER_TITLE
+    reader_note: str | None = None
     today: dt.date = attrs.field(factory=dt.date.today)
     decide_by: dt.date | None = None
     opinion_by: dt.date | None = None
@@ -314,14 +380,21 @@ def _field_value(value: Any) -> tuple[str, ...] | None:
 
 def _fields(rec: Recommendation) -> tuple[PlanField, ...]:
     out = []
+    notes = []
     for field in rec.specific_fields():
         if field.name in _HIDDEN_FIELDS:
             continue
-        values = _field_value(getattr(rec, field.name))
+        value = getattr(rec, field.name)
+        if value is True and field.name in FLAG_NOTES:
+            notes.append(FLAG_NOTES[field.name])
+            continue
+        values = _field_value(value)
         if values is None:
             continue
         label = FIELD_LABELS.get(field.name, field.name.replace("_", " ").capitalize())
-        out.append(PlanField(field.name, label, values))
+        out.append(PlanField(field.name, label, tuple(GLOSSES.get(v, v) for v in values)))
+    if notes:
+        out.append(PlanField("notes", NOTES_LABEL, tuple(notes)))
     return tuple(out)
 
 
@@ -349,18 +422,34 @@ def _questions(recs: Sequence[Recommendation]) -> tuple[tuple[str, ...], tuple[s
     return tuple(lists["doctor"].values()), tuple(lists["insurer"].values())
 
 
-def _case_facts(case: CaseLike | None) -> tuple[int | None, str | None, str | None]:
-    """Days to decide, treatment kind and whether it started, as the case gives them."""
+@attrs.frozen
+class _CaseFacts:
+    """What the plan takes from the case: days to decide, treatment, whether insured, opinions had."""
+
+    days: int | None = None
+    treatment: str | None = None
+    started: str | None = None
+    insured: str | None = None
+    opinions: int = 0
+    age_group: str | None = None
+
+
+def _case_facts(case: CaseLike | None) -> _CaseFacts:
+    """Days to decide, treatment kind and whether it started, insurance and opinions, as the case gives them."""
     if case is None:
-        return None, None, None
+        return _CaseFacts()
     from .case import load_case
 
     checked = load_case(case)
     treatment = checked.treatment
-    days = treatment.days_to_decide
-    kind = getattr(treatment.kind, "value", None)
-    started = getattr(treatment.started, "value", None)
-    return days, kind, started
+    return _CaseFacts(
+        days=treatment.days_to_decide,
+        treatment=getattr(treatment.kind, "value", None),
+        started=getattr(treatment.started, "value", None),
+        insured=getattr(checked.insurance.insured, "value", None),
+        opinions=len(checked.opinions),
+        age_group=getattr(checked.patient.age_group, "value", None),
+    )
 
 
 def _plural(n: int, word: str) -> str:
@@ -372,6 +461,8 @@ def _headline(
 ) -> str:
     if first is None:
         return "We need a few more answers before we can make a plan."
+    if advice.by_kind(EMERGENCY_KIND) is not None:
+        days = None  # "about 0 days to decide" helps no one: care comes first
     pending = False
     lead = first.title.rstrip(".")
     best = next((k for k in HEADLINE_KINDS if advice.by_kind(k) is not None), None)
@@ -384,10 +475,14 @@ def _headline(
         rec = advice.by_kind(best)
         assert rec is not None
         lead = rec.title.rstrip(".")
+    elif first.priority is not Priority.CRITICAL and first.kind in COST_KINDS:
+        other = next((r for r in advice.recommendations if r.kind not in COST_KINDS), None)
+        if other is not None:
+            lead = other.title.rstrip(".")
     if days is not None:
         return f"{lead}. You have about {_plural(days, 'day')} to decide."
     if pending:
-        return f"{lead}. Ask your doctor how long you have to decide."
+        return f"{lead}. Ask your doctor how long you can take to decide."
     return f"{lead}."
 
 
@@ -398,8 +493,16 @@ def _place(advice: Advice) -> dict[StepId, list[Recommendation]]:
     for rec in advice.recommendations:
         if rec.priority is not Priority.CRITICAL:
             placed[KIND_STEPS.get(rec.kind, DEFAULT_STEP)].append(rec)
+    for step, recs in placed.items():  # a third doctor, once talking has not settled it
+        placed[step] = sorted(recs, key=lambda r: r.kind in LAST_IN_STEP)
     if critical:
         placed[STEP_ORDER[0]][:0] = critical
+    if any(r.kind == EMERGENCY_KIND for r in critical):
+        # Care comes first: whatever else there is waits until the person is safe.
+        later = [r for step in STEP_ORDER[1:] for r in placed[step]]
+        for step in STEP_ORDER[1:]:
+            placed[step] = []
+        placed[StepId.THEN] = later
     used = [s for s in STEP_ORDER if placed[s]]
     if used and len(placed[used[0]]) > FIRST_STEP_LIMIT:
         head = used[0]
@@ -416,25 +519,38 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
     recommendation, if the advice has one. ``today`` defaults to today's date.
     """
     day0 = today if today is not None else dt.date.today()
-    days, treatment, started = _case_facts(case)
+    facts = _case_facts(case)
+    days = facts.days
     if days is None:
         deadline = advice.by_kind("set_deadline")
         if isinstance(deadline, SetDeadline):
             days = deadline.decide_within_days
+    if advice.by_kind(EMERGENCY_KIND) is not None:
+        days = None  # care is needed now: no date to plan an opinion around
+    placed = _place(advice)
+    gets_opinion = any(placed[s] for s in (StepId.NOW, StepId.BEFORE_VISIT, StepId.AT_VISIT))
+    if advice.by_kind("reflect_before_more_opinions") is not None:
+        opinion_due = "If you see one more doctor, do it by"  # the plan asks to stop and think first
+    elif facts.opinions >= 2:
+        opinion_due = "Have your next opinion by"
+    else:
+        opinion_due = "Have the second opinion by"
     decide_by = opinion_by = None
     opinion_days = None
     if days is not None:
         opinion_days = max(1, (days * 2) // 3)
         decide_by = day0 + dt.timedelta(days=days)
-        opinion_by = day0 + dt.timedelta(days=opinion_days)
+        if gets_opinion:
+            opinion_by = day0 + dt.timedelta(days=opinion_days)
     due: dict[StepId, tuple[dt.date | None, int | None, str | None]] = {}
-    if opinion_by is not None and opinion_days is not None and days is not None:
-        have = f"Have the second opinion by {_day(opinion_by)}."
+    if opinion_by is not None and opinion_days is not None:
+        have = f"{opinion_due} {_day(opinion_by)}."
         due[StepId.BEFORE_VISIT] = (opinion_by, opinion_days, have)
         due[StepId.AT_VISIT] = (opinion_by, opinion_days, have)
-        due[StepId.AFTER] = (decide_by, days, f"Decide on treatment by {_day(decide_by)}." if decide_by else None)
+    if decide_by is not None and days is not None:
+        due[StepId.AFTER] = (decide_by, days, f"Decide on treatment by {_day(decide_by)}.")
     steps: list[PlanStep] = []
-    for step_id, recs in _place(advice).items():
+    for step_id, recs in placed.items():
         if not recs:
             continue
         when, in_days, text = due.get(step_id, (None, None, None))
@@ -442,11 +558,17 @@ def build_plan(advice: Advice, case: CaseLike | None = None, *, today: dt.date |
         steps.append(PlanStep(step_id, title, tuple(action_for(r) for r in recs), when, in_days, text))
     first = steps[0].actions[0] if steps else None
     doctor, insurer = _questions(advice.recommendations)
+    if facts.insured == "no":
+        insurer = ()  # no insurer to ask
     return Plan(
-        headline=_headline(advice, first, days, treatment, started),
+        headline=_headline(advice, first, days, facts.treatment, facts.started),
         steps=tuple(steps),
         doctor_questions=doctor,
         insurer_questions=insurer,
+        opinion_due=opinion_due,
+        doctor_title=DOCTORS_TITLE if facts.opinions >= 2 else DOCTOR_TITLE,
+        insurer_title=INSURER_TITLE if facts.insured == "yes" else INSURER_TITLE_IF_ANY,
+        reader_note=CHILD_NOTE if facts.age_group == "child" and steps else None,
         today=day0,
         decide_by=decide_by,
         opinion_by=opinion_by,

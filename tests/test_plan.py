@@ -163,19 +163,22 @@ def test_the_last_step_spills_into_a_then_step() -> None:
     plan = build_plan(Advice(recommendations=recs), today=TODAY)
     assert len(plan.steps[0].actions) == 3
     assert sorted(a.kind for a in plan.actions) == sorted(r.kind for r in recs)
-    only_after = Advice(recommendations=tuple(_rec(c) for c in (AfterTheOpinion, ResolveConflict)))
-    assert [s.id for s in build_plan(only_after).steps] == [StepId.AFTER]
-    from secondopinion.recommendations import AskDoctorsToConfer, ProceedWithConfidence
+    from secondopinion.recommendations import AskDoctorsToConfer, DecideWithYourValues, ProceedWithConfidence
 
+    only_after = Advice(recommendations=tuple(_rec(c) for c in (AfterTheOpinion, DecideWithYourValues)))
+    assert [s.id for s in build_plan(only_after).steps] == [StepId.AFTER]
     kinds = (AfterTheOpinion, ResolveConflict, AskDoctorsToConfer, ProceedWithConfidence)
     many = Advice(recommendations=tuple(_rec(c) for c in kinds))
-    plan = build_plan(many, today=TODAY)
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in kinds:  # four kinds in the last step: one spills into "then"
+            patch.setitem(KIND_STEPS, cls(title="t", detail="d").kind, StepId.AFTER)  # type: ignore[index]
+        plan = build_plan(many, today=TODAY)
     assert [s.id for s in plan.steps] == [StepId.AFTER, StepId.THEN]
     assert [len(s.actions) for s in plan.steps] == [3, 1]
 
 
 def test_a_kind_the_table_does_not_list_goes_in_the_default_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert KIND_STEPS["resolve_conflict"] is StepId.AFTER
+    assert KIND_STEPS["resolve_conflict"] is StepId.DECIDE
     monkeypatch.delitem(KIND_STEPS, "resolve_conflict")  # type: ignore[attr-defined]
     plan = build_plan(Advice(recommendations=(_rec(SeekSecondOpinion), _rec(ResolveConflict))), today=TODAY)
     step = plan.step_of("resolve_conflict")
@@ -245,7 +248,7 @@ def test_headline_prefers_the_kinds_that_say_what_to_do() -> None:
     case = {"treatment": {"kind": "chemotherapy", "started": "no"}}
     seek = Advice(recommendations=(_rec(SeekSecondOpinion), _rec(ResolveConflict)))
     assert build_plan(seek, case, today=TODAY).headline == (
-        "Get a second opinion before chemo. Ask your doctor how long you have to decide."
+        "Get a second opinion before chemo. Ask your doctor how long you can take to decide."
     )
     started = {"treatment": {"kind": "chemotherapy", "started": "yes"}}
     assert build_plan(seek, started, today=TODAY).headline == "Get a second opinion."
@@ -451,3 +454,223 @@ def test_cds_card_detail_holds_the_plan_step_and_links_the_rest(path: Path, advi
         assert "see the links on this card" in detail
         assert advice.disclaimer in detail
         assert len(detail) < 1200
+
+
+# --------------------------------------------------------------------------- read as the patient reads it
+
+
+def _plan_of(case: dict[str, Any]) -> Any:
+    return build_plan(default_advisor().advise(case), case, today=TODAY)
+
+
+def test_an_emergency_plan_gives_no_opinion_date_and_keeps_the_rest_for_later() -> None:
+    """Care today: no "0 days to decide", no opinion date after the day to decide, nothing else "now"."""
+    case = {"diagnosis": {"seriousness": "serious"}, "treatment": {"kind": "surgery", "days_to_decide": 0}}
+    plan = _plan_of(case)
+    assert plan.steps[0].title == URGENT_TITLE and plan.steps[0].actions[0].kind == "get_care_now"
+    assert "0 days" not in plan.headline and "day" not in plan.headline
+    assert plan.opinion_by is None and plan.decide_by is None
+    assert all(s.id in (StepId.DECIDE, StepId.THEN) for s in plan.steps)  # no "Do now" beside the emergency
+    assert plan.step_of("gather_records") is plan.step(StepId.THEN)
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert "Do now" not in text and "second opinion by" not in text
+
+
+def test_no_date_to_have_an_opinion_by_when_the_plan_does_not_get_one() -> None:
+    minor = {
+        "diagnosis": {"seriousness": "minor", "certainty": "confirmed"},
+        "treatment": {"kind": "medication", "risk": "low", "days_to_decide": 30},
+        "insurance": {"insured": "yes"},
+    }
+    plan = _plan_of(minor)
+    assert plan.step_of("second_opinion_optional") is not None
+    assert plan.opinion_by is None and plan.decide_by == dt.date(2026, 3, 31)
+    agree = _load(EXAMPLES / "opinions-agree.json")
+    plan = _plan_of(agree)
+    assert plan.opinion_by is None and plan.decide_by is not None
+    text = render(default_advisor().advise(agree), "text", case=agree, today=TODAY, color=False)
+    assert "second opinion by" not in text and "Decide on treatment by" in text
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_with_two_opinions_in_hand_the_date_is_for_the_next_one(fmt: str) -> None:
+    case = _load(EXAMPLES / "conflicting-opinions.json")
+    plan = _plan_of(case)
+    assert plan.opinion_by is not None
+    text = render(default_advisor().advise(case), fmt, case=case, today=TODAY, color=False)
+    assert "second opinion by" not in text
+    assert "Have your next opinion by" in text
+
+
+def test_yes_no_fields_read_as_plain_sentences() -> None:
+    case = {
+        "diagnosis": {"seriousness": "serious", "rare": "yes", "cancer": "no"},
+        "treatment": {"kind": "medication", "started": "no"},
+        "patient": {"travel": "hard"},
+    }
+    plan = _plan_of(case)
+    fields = [f for a in plan.actions for f in a.fields]
+    assert fields and all(v != "yes" for f in fields for v in f.values)
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert ": yes" not in text
+    assert "Keep in mind:" in text
+
+
+@pytest.mark.parametrize(
+    "treatment",
+    [{"kind": "surgery", "started": "no"}, {"kind": "none"}, {}],
+    ids=["surgery", "no-treatment", "treatment-not-given"],
+)
+def test_asking_for_time_does_not_read_like_a_prognosis(treatment: dict[str, Any]) -> None:
+    """"How long you have" can read as how long you have to live; the plan asks how long it is safe to wait."""
+    case = {"diagnosis": {"seriousness": "serious"}, "treatment": treatment}
+    advice = default_advisor().advise(case)
+    assert advice.by_kind("set_deadline") is not None
+    text = " ".join(render(advice, "text", case=case, today=TODAY, color=False).split())
+    assert "how long you have" not in text
+    deadline = build_plan(advice, case, today=TODAY).step_of("set_deadline")
+    assert deadline is not None
+    action = next(a for a in deadline.actions if a.kind == "set_deadline")
+    assert "decide" not in action.title  # nothing to decide may be on the table yet
+    assert "safe to wait" in action.detail
+
+
+def test_listed_items_start_in_lower_case_as_the_plan_joins_them() -> None:
+    """Short items are joined by semicolons in one line, so none starts with a capital (names aside)."""
+    import re
+
+    import yaml
+
+    bad = []
+    for path in sorted((Path(__file__).parent.parent / "rules").glob("[0-9]*.yaml")):
+        for rule in yaml.safe_load(path.read_text("utf-8")).get("rules", []):
+            fields = ((rule.get("then") or {}).get("recommend") or {}).get("fields") or {}
+            for name, values in fields.items():
+                if name == "questions" or not isinstance(values, list) or len(values) < 2:
+                    continue
+                if all(str(v).rstrip().endswith((".", "?", "!")) for v in values):
+                    continue  # whole sentences
+                bad += [f"{rule['id']}: {v}" for v in values if re.match(r"[A-Z][a-z ]", str(v))]
+    assert not bad
+
+
+def test_differing_cancer_opinions_name_the_cancer_guides_to_ask_about() -> None:
+    """G46: when cancer opinions differ, the question on guidelines names the cancer guides; not for other problems."""
+    opinions = [
+        {"specialty": "surgeon", "institution": "a", "diagnosis": "prostate cancer", "treatment": "surgery"},
+        {"specialty": "radiation_oncologist", "institution": "b", "close_associate_of_first": "no",
+         "diagnosis": "prostate cancer", "treatment": "radiation"},
+    ]
+    cancer = {"diagnosis": {"seriousness": "serious", "cancer": "yes"}, "opinions": opinions}
+    plan = _plan_of(cancer)
+    assert any("National Cancer Institute" in q for q in plan.doctor_questions)
+    conflict = plan.recommendation("resolve_conflict")
+    assert conflict is not None and conflict.title == "Your doctors disagree - ask each one why"
+    other = _load(EXAMPLES / "conflicting-opinions.json")
+    assert not any("Cancer" in q for q in _plan_of(other).doctor_questions)
+
+
+def test_a_cost_check_does_not_head_the_plan_when_there_is_more_to_do() -> None:
+    """Two opinions in, one given online: the plan leads with the visit, not with asking an insurer."""
+    from secondopinion.recommendations import BeSeenInPerson
+
+    advice = Advice(recommendations=(_rec(CheckInsurance), _rec(BeSeenInPerson)))
+    assert build_plan(advice, today=TODAY).headline == "BeSeenInPerson title."
+    only = Advice(recommendations=(_rec(CheckInsurance),))
+    assert build_plan(only, today=TODAY).headline == "CheckInsurance title."
+    case = {
+        "diagnosis": {"seriousness": "serious", "certainty": "confirmed"},
+        "treatment": {"kind": "surgery", "days_to_decide": 30},
+        "opinions": [
+            {"specialty": "surgeon", "institution": "a", "mode": "in_person", "diagnosis": "hernia",
+             "treatment": "surgery"},
+            {"specialty": "surgeon", "institution": "b", "mode": "remote", "diagnosis": "hernia",
+             "treatment": "surgery", "close_associate_of_first": "no"},
+        ],
+    }
+    assert "paid" not in _plan_of(case).headline
+
+
+def test_how_to_send_originals_is_labelled_how() -> None:
+    case = _load(CANCER)
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert "Send: Ask" not in text and "How: Ask the lab" in text
+
+
+def test_after_three_opinions_the_date_does_not_take_one_more_for_granted() -> None:
+    """The plan asks the person to stop and think before a fourth doctor; the date line says "if"."""
+    case = _load(EXAMPLES / "three-opinions.json")
+    plan = _plan_of(case)
+    assert plan.step_of("reflect_before_more_opinions") is not None and plan.opinion_by is not None
+    assert plan.opinion_due == "If you see one more doctor, do it by"
+    text = render(default_advisor().advise(case), "text", case=case, today=TODAY, color=False)
+    assert "Have your next opinion by" not in text and "If you see one more doctor, do it by" in text
+
+
+def test_cli_ics_of_an_emergency_says_care_comes_first(tmp_path: Path) -> None:
+    """The case gave 0 days: the refusal must not claim the case gave no time."""
+    path = tmp_path / "emergency.json"
+    path.write_text(json.dumps({"diagnosis": {"seriousness": "serious"}, "treatment": {"days_to_decide": 0}}))
+    refused = CliRunner().invoke(app, ["advise", str(path), "--format", "ics"])
+    assert refused.exit_code == 1
+    assert "does not give treatment.days_to_decide" not in refused.stderr
+    assert "emergency" in refused.stderr and "Traceback" not in refused.output
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_a_plan_for_a_child_tells_the_parent_who_you_means(fmt: str) -> None:
+    """The actions speak to the patient ("medicines you take", "my case"); a parent reads it for a child."""
+    case = _load(EXAMPLES / "child-vague-symptoms.json")
+    plan = _plan_of(case)
+    assert plan.reader_note is not None and "your child" in plan.reader_note
+    text = " ".join(render(default_advisor().advise(case), fmt, case=case, today=TODAY, color=False).split())
+    assert "This plan is about your child" in text
+    adult = _load(CANCER)
+    assert _plan_of(adult).reader_note is None
+    assert "your child" not in render(default_advisor().advise(adult), fmt, case=adult, today=TODAY, color=False)
+
+
+@pytest.mark.parametrize("name", ["conflicting-opinions", "three-opinions", "opinions-agree"])
+def test_with_opinions_in_hand_the_plan_starts_from_them(name: str) -> None:
+    """Ask why they differ and whether to see a third doctor before booking that visit, not after it."""
+    case = _load(EXAMPLES / f"{name}.json")
+    plan = _plan_of(case)
+    kinds = [a.kind for a in plan.actions]
+    for kind in ("resolve_conflict", "get_another_opinion", "proceed_with_confidence"):
+        if kind in kinds:
+            assert plan.step_of(kind) is plan.steps[0] or plan.step_of(kind).id is StepId.DECIDE
+            for later in ("set_deadline", "act_quickly", "talk_to_doctor", "check_insurance"):
+                if later in kinds:
+                    assert kinds.index(kind) < kinds.index(later)
+    assert plan.steps[0].id is StepId.DECIDE
+
+
+def test_a_third_doctor_comes_after_asking_why_the_first_two_differ() -> None:
+    plan = _plan_of(_load(EXAMPLES / "conflicting-opinions.json"))
+    first = [a.kind for a in plan.steps[0].actions]
+    assert first == ["resolve_conflict", "ask_doctors_to_confer", "get_another_opinion"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_with_opinions_in_hand_the_questions_are_for_your_doctors(fmt: str) -> None:
+    """"Why is your view right for me?" goes to the doctors already seen, not only to a new one."""
+    case = _load(EXAMPLES / "conflicting-opinions.json")
+    text = render(default_advisor().advise(case), fmt, case=case, today=TODAY, color=False)
+    assert "Questions to ask the new doctor" not in text and "Questions to ask your doctors" in text
+    one = _load(CANCER)
+    text = render(default_advisor().advise(one), fmt, case=one, today=TODAY, color=False)
+    assert "Questions to ask the new doctor" in text
+
+
+def test_the_experts_to_ask_for_are_said_in_plain_words() -> None:
+    """"pathologist; radiologist" alone is jargon; the plan says what each one does (the advice keeps the names)."""
+    advice = default_advisor().advise(_load(CANCER))
+    review = advice.by_kind("expert_review")
+    assert review is not None and set(review.reviewers) == {"pathologist", "radiologist"}
+    plan = build_plan(advice, _load(CANCER), today=TODAY)
+    step = plan.step_of("expert_review")
+    assert step is not None
+    action = next(a for a in step.actions if a.kind == "expert_review")
+    values = [v for f in action.fields for v in f.values]
+    assert "pathologist (checks tissue and cells)" in values
+    assert "radiologist (reads scans)" in values

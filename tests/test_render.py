@@ -208,3 +208,19 @@ def test_text_renderer_returns_text_inside_jupyter_too() -> None:
         out = render(advice, "text", secondopinion.default_advisor().rulebook)
     assert "Your plan:" in out
     assert advice.recommendations[0].title in out
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_insurer_questions_are_headed_for_someone_who_may_have_no_insurer(fmt: str, advisor: Any) -> None:
+    """Insurance not stated: the heading does not take an insurer for granted; stated: the plain heading."""
+    unknown = {"diagnosis": {"seriousness": "serious"}, "treatment": {"kind": "surgery", "started": "no"}}
+    text = render(advisor.advise(unknown), fmt, advisor.rulebook, case=unknown, color=False)
+    assert "Questions to ask your insurer" not in text
+    assert "If you have health insurance, ask your insurer" in text
+    insured = {**unknown, "insurance": {"insured": "yes"}}
+    text = render(advisor.advise(insured), fmt, advisor.rulebook, case=insured, color=False)
+    assert "Questions to ask your insurer" in text
+    assert "If you have health insurance, ask your insurer" not in text
+    uninsured = {**unknown, "insurance": {"insured": "no"}}
+    text = render(advisor.advise(uninsured), fmt, advisor.rulebook, case=uninsured, color=False)
+    assert "insurer" not in text.split("Questions to ask the new doctor")[-1]

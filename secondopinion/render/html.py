@@ -64,12 +64,14 @@ def plan_html(
     ]
     dates = []
     if plan.opinion_by is not None:
-        dates.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+        dates.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
     if plan.decide_by is not None:
         dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
     if dates:
         out.append(f"<p>{' '.join(dates)}</p>")
     out.append(f'<p class="disclaimer">{escape(plan.disclaimer)}</p>')
+    if plan.reader_note:
+        out.append(f"<p>{escape(plan.reader_note)}</p>")
     if not plan.steps:
         out.append("<p>No recommendation for this case yet.</p>")
     for n, step in enumerate(plan.steps, 1):
@@ -102,8 +104,8 @@ def plan_html(
         out.append("</ul>")
         out.append("</section>")
     lists = [
-        ("Questions to ask the new doctor", plan.doctor_questions),
-        ("Questions to ask your insurer", plan.insurer_questions),
+        (plan.doctor_title, plan.doctor_questions),
+        (plan.insurer_title, plan.insurer_questions),
     ]
     if any(asked for _, asked in lists):
         out.append('<div class="columns">')

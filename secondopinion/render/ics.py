@@ -5,7 +5,7 @@ the step's actions; the day to decide on treatment gets an event of its own
 when no step falls on it. Every event has a reminder two days before. UIDs
 are UUID 5 over the plan's day, the step and its date, so the same plan gives
 the same file. A plan without dates (the case gives no time to decide) has no
-events, and :func:`plan_ics` refuses it.
+events, and :func:`plan_ics` refuses it; so does an emergency plan, which has no dates.
 """
 
 from __future__ import annotations

@@ -83,12 +83,14 @@ def plan_markdown(
     lines = ["# Your second opinion plan", "", f"**{escape(plan.headline)}**", ""]
     dates = []
     if plan.opinion_by is not None:
-        dates.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+        dates.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
     if plan.decide_by is not None:
         dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
     if dates:
         lines += [" ".join(dates), ""]
     lines += [f"*{plan.disclaimer}*", ""]
+    if plan.reader_note:
+        lines += [escape(plan.reader_note), ""]
     if not plan.steps:
         lines += ["No recommendation for this case yet.", ""]
     for n, step in enumerate(plan.steps, 1):
@@ -113,8 +115,8 @@ def plan_markdown(
                 lines += [f"  - *Source:* {escape(src)}" for src in source_titles(rec, rulebook)]
         lines.append("")
     for title, items in (
-        ("Questions to ask the new doctor", plan.doctor_questions),
-        ("Questions to ask your insurer", plan.insurer_questions),
+        (plan.doctor_title, plan.doctor_questions),
+        (plan.insurer_title, plan.insurer_questions),
     ):
         if items:
             lines += [f"## {title}", ""] + [f"- {escape(q)}" for q in items] + [""]

@@ -140,6 +140,8 @@ def plan_text(
     if _dates(plan):
         out.say(_dates(plan), "", "", "")
     out.say(plan.disclaimer, "italic", "", "")
+    if plan.reader_note:
+        out.say(plan.reader_note, "", "", "")
     for n, step in enumerate(plan.steps, 1):
         out.print()
         head = Text(f"{n}. {step.title}", style="bold")
@@ -182,7 +184,7 @@ def plan_text(
 def _dates(plan: Plan) -> str:
     parts = []
     if plan.opinion_by is not None:
-        parts.append(f"Have the second opinion by {_day(plan.opinion_by)}.")
+        parts.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
     if plan.decide_by is not None:
         parts.append(f"Decide on treatment by {_day(plan.decide_by)}.")
     return " ".join(parts)
@@ -195,9 +197,9 @@ def _day(day: Any) -> str:
 def _question_lists(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
     out = []
     if plan.doctor_questions:
-        out.append(("Questions to ask the new doctor", plan.doctor_questions))
+        out.append((plan.doctor_title, plan.doctor_questions))
     if plan.insurer_questions:
-        out.append(("Questions to ask your insurer", plan.insurer_questions))
+        out.append((plan.insurer_title, plan.insurer_questions))
     return out
 
 
