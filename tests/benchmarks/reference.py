@@ -380,7 +380,7 @@ def decide(case: Mapping[str, Any]) -> set[str]:
         add("ASK-LESS-INVASIVE")
     if cancer:
         add("CANCER-EXPERT-REVIEW")
-    if (case.get("insurance") or _EMPTY).get("insured", "unknown") != "no":
+    if (case.get("insurance") or _EMPTY).get("insured", "unknown") == "yes":
         add("CALL-INSURER-FIRST")
     if records.get("biopsy_slides", "unknown") == "yes":
         add("ORIGINALS-BIOPSY-SLIDES")
