@@ -725,7 +725,7 @@ def _aspect(fact_type: str, obj: Any) -> dict[str, Any]:
     for name, is_enum in fields:
         value = getattr(obj, name)
         if value is not None:
-            fact[name] = value._value_ if is_enum else value
+            fact[name] = getattr(value, "_value_", value) if is_enum else value  # a hand-built Case may hold text
     return fact
 
 

@@ -147,3 +147,13 @@ def test_free_text_has_a_length_limit_reported_by_path() -> None:
         load_case({"opinions": [{"institution": "x" * 501}]})
     assert info.value.problems == ("invalid value: text longer than 500 characters @ $.opinions[0].institution",)
     assert load_case({"opinions": [{"institution": "x" * 500}]}).opinions[0].institution == "x" * 500
+
+
+def test_case_facts_of_a_hand_built_case_hold_plain_values_whether_enum_or_text() -> None:
+    from secondopinion.case import Case, Diagnosis, Seriousness, case_facts
+
+    as_member = case_facts(Case(diagnosis=Diagnosis(seriousness=Seriousness.SERIOUS)))
+    as_text = case_facts(Case(diagnosis=Diagnosis(seriousness="serious")))  # type: ignore[arg-type]
+    assert as_member == as_text
+    diagnosis = next(f for f in as_member if f["type"] == "diagnosis")
+    assert type(diagnosis["seriousness"]) is str and diagnosis["seriousness"] == "serious"
