@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from secondopinion import Case, CaseError, dump_case, load_case
-from secondopinion.case import Seriousness, TreatmentKind, Tri, case_facts
+from secondopinion.case import Diagnosis, Seriousness, TreatmentKind, Tri, case_facts
 from secondopinion.schema import case_schema
 
 CASES = sorted((Path(__file__).parent.parent / "examples" / "cases").glob("*.json"))
@@ -150,8 +150,6 @@ def test_free_text_has_a_length_limit_reported_by_path() -> None:
 
 
 def test_case_facts_of_a_hand_built_case_hold_plain_values_whether_enum_or_text() -> None:
-    from secondopinion.case import Case, Diagnosis, Seriousness, case_facts
-
     as_member = case_facts(Case(diagnosis=Diagnosis(seriousness=Seriousness.SERIOUS)))
     as_text = case_facts(Case(diagnosis=Diagnosis(seriousness="serious")))  # type: ignore[arg-type]
     assert as_member == as_text
