@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -329,6 +329,19 @@ class Plan:
     def step_of(self, kind: str) -> PlanStep | None:
         """The step that holds the action of this recommendation kind."""
         return next((s for s in self.steps if any(a.kind == kind for a in s.actions)), None)
+
+    def date_sentences(self, day: Callable[[dt.date], str]) -> list[str]:
+        """The sentences that give the plan's dates, each day written by ``day`` (every renderer its own way)."""
+        out = []
+        if self.opinion_by is not None:
+            out.append(f"{self.opinion_due} {day(self.opinion_by)}.")
+        if self.decide_by is not None:
+            out.append(f"Decide on treatment by {day(self.decide_by)}.")
+        return out
+
+    def question_lists(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The doctor's and the insurer's questions, each with its heading (either list may be empty)."""
+        return ((self.doctor_title, self.doctor_questions), (self.insurer_title, self.insurer_questions))
 
     def recommendation(self, kind: str) -> Recommendation | None:
         """The full recommendation behind an action (reasons, sources), when the plan knows its advice."""

@@ -62,11 +62,7 @@ def plan_html(
         "<h1>Your second opinion plan</h1>",
         f'<p class="headline">{escape(plan.headline)}</p>',
     ]
-    dates = []
-    if plan.opinion_by is not None:
-        dates.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
-    if plan.decide_by is not None:
-        dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
+    dates = plan.date_sentences(_day)
     if dates:
         out.append(f"<p>{' '.join(dates)}</p>")
     out.append(f'<p class="disclaimer">{escape(plan.disclaimer)}</p>')
@@ -103,10 +99,7 @@ def plan_html(
             out.append("</li>")
         out.append("</ul>")
         out.append("</section>")
-    lists = [
-        (plan.doctor_title, plan.doctor_questions),
-        (plan.insurer_title, plan.insurer_questions),
-    ]
+    lists = plan.question_lists()
     if any(asked for _, asked in lists):
         out.append('<div class="columns">')
         for k, (title, asked) in enumerate(lists):

@@ -81,11 +81,7 @@ def plan_markdown(
     evidence, reasons, guidance ids and sources (by guide title).
     """
     lines = ["# Your second opinion plan", "", f"**{escape(plan.headline)}**", ""]
-    dates = []
-    if plan.opinion_by is not None:
-        dates.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
-    if plan.decide_by is not None:
-        dates.append(f"Decide on treatment by {_day(plan.decide_by)}.")
+    dates = plan.date_sentences(_day)
     if dates:
         lines += [" ".join(dates), ""]
     lines += [f"*{plan.disclaimer}*", ""]
@@ -114,10 +110,7 @@ def plan_markdown(
                     lines.append(f"  - *Guidance:* {', '.join(rec.guidance)}")
                 lines += [f"  - *Source:* {escape(src)}" for src in source_titles(rec, rulebook)]
         lines.append("")
-    for title, items in (
-        (plan.doctor_title, plan.doctor_questions),
-        (plan.insurer_title, plan.insurer_questions),
-    ):
+    for title, items in plan.question_lists():
         if items:
             lines += [f"## {title}", ""] + [f"- {escape(q)}" for q in items] + [""]
     if questions is not None:

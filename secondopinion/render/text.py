@@ -137,8 +137,9 @@ def plan_text(
     """
     out = _Writer(color, width)
     out.say(f"Your plan: {plan.headline}", "bold", "", "")
-    if _dates(plan):
-        out.say(_dates(plan), "", "", "")
+    dates = " ".join(plan.date_sentences(_day))
+    if dates:
+        out.say(dates, "", "", "")
     out.say(plan.disclaimer, "italic", "", "")
     if plan.reader_note:
         out.say(plan.reader_note, "", "", "")
@@ -166,7 +167,7 @@ def plan_text(
                     out.say(f"Guidance: {', '.join(rec.guidance)}", "dim", "     ", "  ")
                 for src in source_titles(rec, rulebook):
                     out.say(f"Source: {src}", "dim", "     ", "  ")
-    for number, (title, items) in enumerate(_question_lists(plan)):
+    for number, (title, items) in enumerate((t, q) for t, q in plan.question_lists() if q):
         if number == 0:
             out.print()
         out.print(Text(title, style="bold"))
@@ -181,26 +182,10 @@ def plan_text(
     return out.text()
 
 
-def _dates(plan: Plan) -> str:
-    parts = []
-    if plan.opinion_by is not None:
-        parts.append(f"{plan.opinion_due} {_day(plan.opinion_by)}.")
-    if plan.decide_by is not None:
-        parts.append(f"Decide on treatment by {_day(plan.decide_by)}.")
-    return " ".join(parts)
-
-
 def _day(day: Any) -> str:
     return f"{day:%A}, {day:%B} {day.day}"
 
 
-def _question_lists(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
-    out = []
-    if plan.doctor_questions:
-        out.append((plan.doctor_title, plan.doctor_questions))
-    if plan.insurer_questions:
-        out.append((plan.insurer_title, plan.insurer_questions))
-    return out
 
 
 # --------------------------------------------------------------------------- derivation trees
