@@ -307,7 +307,7 @@ def _case_from_fhir(data: dict[str, Any], bundles: BundleSpec) -> tuple[Any, dic
     try:
         got = fhir.case_from_bundle(data, fhir_version=bundles.fhir_version, today=bundles.today)
     except fhir.PatientDeceased as exc:  # valid FHIR: say what it is, not "invalid"
-        return RecordError("fhir_error", "the patient has died: no second-opinion advice applies", exc.problems)
+        return RecordError("fhir_error", exc.REASON, exc.problems)
     except fhir.FhirError as exc:
         return RecordError("fhir_error", f"invalid FHIR data ({len(exc.problems)} problem(s))", exc.problems)
     except Exception as exc:

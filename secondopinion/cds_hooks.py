@@ -506,7 +506,7 @@ def case_from_request(
         path = exc.path.replace("prefetch.fhirServer.", "fhirServer.")
         died = {
             "fhir_path": path,
-            "reason": "the patient has died: no second-opinion advice applies",
+            "reason": exc.REASON,
             "category": "ignored",
         }
         return FromRequest(Case(), {"summary": {}, "mapped": [], "unmapped": [died]}, deceased=True)

@@ -229,9 +229,12 @@ class PatientDeceased(FhirError):
     handles FHIR it cannot advise on handles this too. ``path`` names the element.
     """
 
+    REASON = "the patient has died: no second-opinion advice applies"
+    """Why there is no advice, as every caller says it (no date, no value)."""
+
     def __init__(self, path: str) -> None:
         self.path = path
-        self.problems = (f"the patient has died: no second-opinion advice applies @ {path}",)
+        self.problems = (f"{self.REASON} @ {path}",)
         ValueError.__init__(self, f"the patient has died ({path}): no second-opinion advice applies")
 
 
